@@ -1,0 +1,3 @@
+"""recsys: related-headline recommendations for news sites."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,167 @@
+"""Command line: `recsys ingest|build|serve|demo|related|delete|info`.
+
+Exit codes: 0 ok, 2 bad input or settings (message on stderr), 1 anything unexpected.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from importlib import resources
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from recsys.errors import RecsysError
+from recsys.settings import Settings
+
+log = logging.getLogger("recsys")
+
+
+def sample_corpus() -> Path:
+    """The bundled sample corpus (invented news items in uk, en and ru)."""
+    return Path(str(resources.files("recsys") / "data" / "sample_articles.jsonl"))
+
+
+def _engine(settings: Settings, rebuild: bool = False):  # noqa: ANN202 - lazy import keeps --help fast
+    from recsys.engine import open_engine
+
+    return open_engine(settings, rebuild=rebuild)
+
+
+def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
+    from recsys.ingest import read_articles
+
+    articles, errors = read_articles(Path(args.file))
+    for error in errors:
+        print(f"{args.file}:{error.line}: {error.reason}", file=sys.stderr)
+    engine = _engine(settings)
+    result = engine.upsert(articles, progress=not args.quiet) if articles else None
+    stored = result.__dict__ if result else {}
+    print(json.dumps({"stored": len(articles), "bad_rows": len(errors), **stored}))
+    return 2 if errors else 0
+
+
+def cmd_build(args: argparse.Namespace, settings: Settings) -> int:
+    live = _engine(settings, rebuild=True).live
+    print(json.dumps(live.manifest.__dict__, indent=2))
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
+    import uvicorn
+
+    from recsys.api import create_app
+
+    app = create_app(settings)
+    log.info("serving on http://%s:%d (demo page /demo, API docs /docs)", args.host, args.port)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="info")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
+    from recsys.ingest import read_articles
+
+    articles, errors = read_articles(sample_corpus())
+    if errors:
+        raise RecsysError(f"bundled sample corpus has bad rows: {errors[:3]}")
+    engine = _engine(settings)
+    result = engine.upsert(articles, progress=True)
+    live = engine.build()
+    log.info("sample corpus: %d articles (%s); index %s with %d vectors",
+             len(articles), result, live.manifest.build_id, live.ntotal)
+    if args.no_serve:
+        return 0
+    import uvicorn
+
+    from recsys.api import create_app
+
+    log.info("demo page: http://%s:%d/  (API docs: /docs)", args.host, args.port)
+    uvicorn.run(create_app(settings, engine), host=args.host, port=args.port, log_level="info")
+    return 0
+
+
+def _filters_from(args: argparse.Namespace, settings: Settings):  # noqa: ANN202
+    from recsys.recommend import Filters
+
+    exclude = frozenset(x for value in args.exclude for x in value.split(",") if x)
+    limit = min(args.limit or settings.default_limit, settings.max_limit)
+    return Filters(limit, args.lang_policy, args.max_age_days, args.section, exclude)
+
+
+def cmd_related(args: argparse.Namespace, settings: Settings) -> int:
+    engine = _engine(settings)
+    related = engine.related_to_article(args.article_id, _filters_from(args, settings))
+    items = [{"id": a.id, "title": a.title, "source": a.source, "lang": a.lang, "score": round(s, 4)}
+             for a, s in related.items]
+    print(json.dumps({"items": items, "relaxed": related.relaxed}, ensure_ascii=False, indent=2))
+    return 0
+
+
+def cmd_delete(args: argparse.Namespace, settings: Settings) -> int:
+    _engine(settings).delete(args.article_id)
+    print(json.dumps({"deleted": args.article_id}))
+    return 0
+
+
+def cmd_info(args: argparse.Namespace, settings: Settings) -> int:
+    print(json.dumps(_engine(settings).health(), indent=2, default=str))
+    return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="recsys", description="Related headlines for news sites.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("ingest", help="store and embed articles from a .jsonl/.csv file (optionally .gz)")
+    p.add_argument("file")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_ingest)
+    p = sub.add_parser("build", help="write a fresh, compact index build and switch to it")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_build)
+    for name, func, helptext in (("serve", cmd_serve, "start the API"),
+                                 ("demo", cmd_demo, "load the sample corpus, build, serve the demo page")):
+        p = sub.add_parser(name, help=helptext)
+        p.add_argument("--host", default="127.0.0.1")
+        p.add_argument("--port", type=int, default=8000)
+        if name == "demo":
+            p.add_argument("--no-serve", action="store_true", help="load and build only")
+        p.set_defaults(func=func)
+    p = sub.add_parser("related", help="print the related block of a stored article")
+    p.add_argument("article_id")
+    p.add_argument("--limit", type=int)
+    p.add_argument("--lang-policy", choices=("same", "any"), default="same")
+    p.add_argument("--max-age-days", type=float)
+    p.add_argument("--section")
+    p.add_argument("--exclude", action="append", default=[])
+    p.set_defaults(func=cmd_related)
+    p = sub.add_parser("delete", help="delete an article")
+    p.add_argument("article_id")
+    p.set_defaults(func=cmd_delete)
+    p = sub.add_parser("info", help="model, index manifest and article count")
+    p.set_defaults(func=cmd_info)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `recsys` console script."""
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        settings = Settings()
+        return args.func(args, settings)
+    except ValidationError as exc:
+        print(f"error: bad RECSYS_* setting: {exc}", file=sys.stderr)
+        return 2
+    except RecsysError as exc:
+        print(f"error: {exc.message}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

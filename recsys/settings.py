@@ -1,0 +1,44 @@
+"""One Settings object, read from RECSYS_* environment variables and passed explicitly."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Configuration of one recsys instance (database, index, model, ranking)."""
+
+    model_config = SettingsConfigDict(env_prefix="RECSYS_", extra="ignore")
+
+    model: str | None = Field(
+        default=None,
+        description="sentence-transformers model: hub name or local path; unset = bundled offline default",
+    )
+    db_path: Path = Field(default=Path("recsys.db"), description="SQLite database file")
+    index_dir: Path = Field(default=Path("index"), description="folder holding index builds")
+
+    embed_fields: str = Field(default="title,text", description="article fields embedded, in order")
+    embed_max_chars: int = Field(default=600, ge=20, description="characters of text kept (the lead)")
+    batch_size: int = Field(default=64, ge=1)
+
+    hnsw_threshold: int = Field(default=50_000, ge=1, description="exact search below, HNSW at or above")
+    hnsw_m: int = Field(default=32, ge=4)
+    hnsw_ef_search: int = Field(default=128, ge=8)
+    faiss_threads: int = Field(default=1, ge=1, description="OpenMP threads for FAISS in the service")
+    keep_builds: int = Field(default=2, ge=1, description="index builds kept on disk")
+
+    default_limit: int = Field(default=5, ge=1)
+    max_limit: int = Field(default=50, ge=1)
+    min_candidates: int = Field(default=50, ge=1, description="first over-fetch from FAISS")
+    max_candidates: int = Field(default=2000, ge=1, description="deepest over-fetch before relaxing")
+    dedup_threshold: float = Field(
+        default=0.9, ge=0.0, le=1.0, description="cosine at which two items are one story"
+    )
+    recency_weight: float = Field(default=0.05, ge=0.0, description="rank boost for items close in time")
+    recency_half_life_days: float = Field(default=14.0, gt=0.0)
+
+    max_body_bytes: int = Field(default=5_000_000, ge=1024)
+    max_batch: int = Field(default=1000, ge=1, description="articles per POST /v1/articles")

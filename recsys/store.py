@@ -1,0 +1,270 @@
+"""The article store: SQLite (WAL) holding articles and their current embedding vectors.
+
+Every vector gets a fresh `vid` (AUTOINCREMENT, never reused). FAISS indexes vids, not article
+ids, so a changed or deleted article's old vector simply stops resolving here: that is how
+deletions and edits take effect at once even in an HNSW index, which cannot delete.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime, timezone
+from pathlib import Path
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS articles (
+    id TEXT PRIMARY KEY,
+    url TEXT,
+    title TEXT NOT NULL,
+    text TEXT NOT NULL DEFAULT '',
+    lang TEXT NOT NULL,
+    published_at TEXT,
+    published_ts REAL,
+    source TEXT,
+    section TEXT,
+    tags TEXT NOT NULL DEFAULT '[]',
+    image_url TEXT,
+    original_url TEXT,
+    original_lang TEXT,
+    original_source TEXT,
+    content_hash TEXT,
+    vid INTEGER,
+    updated_at TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS articles_url ON articles(url);
+CREATE UNIQUE INDEX IF NOT EXISTS articles_vid ON articles(vid);
+CREATE TABLE IF NOT EXISTS vectors (
+    vid INTEGER PRIMARY KEY AUTOINCREMENT,
+    article_id TEXT NOT NULL,
+    model TEXT NOT NULL,
+    vector BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS vectors_article ON vectors(article_id);
+"""
+
+FIELDS = (
+    "id", "url", "title", "text", "lang", "published_at", "source", "section", "tags",
+    "image_url", "original_url", "original_lang", "original_source",
+)
+
+
+class Article(BaseModel):
+    """One news article as the publisher describes it."""
+
+    model_config = ConfigDict(extra="ignore", str_strip_whitespace=True)
+
+    id: str = Field(min_length=1, max_length=512)
+    url: str | None = None
+    title: str = Field(min_length=1, max_length=2000)
+    text: str = ""
+    lang: str = Field(pattern=r"^[a-z]{2}$")
+    published_at: datetime | None = None
+    source: str | None = None
+    section: str | None = None
+    tags: list[str] = Field(default_factory=list)
+    image_url: str | None = None
+    original_url: str | None = None
+    original_lang: str | None = Field(default=None, pattern=r"^[a-z]{2}$")
+    original_source: str | None = None
+
+    @field_validator("id", mode="before")
+    @classmethod
+    def _id_as_text(cls, value: object) -> object:
+        return str(value) if isinstance(value, int) else value
+
+    @field_validator("published_at", mode="before")
+    @classmethod
+    def _dates_are_midnight(cls, value: object) -> object:
+        if isinstance(value, str) and len(value) == 10:
+            value = date.fromisoformat(value)
+        if isinstance(value, date) and not isinstance(value, datetime):
+            return datetime(value.year, value.month, value.day, tzinfo=timezone.utc)
+        return value
+
+    @field_validator("published_at")
+    @classmethod
+    def _aware(cls, value: datetime | None) -> datetime | None:
+        # Naive times are taken as UTC: feeds often drop the offset, refusing them loses data.
+        if value is not None and value.tzinfo is None:
+            return value.replace(tzinfo=timezone.utc)
+        return value
+
+    @property
+    def published_ts(self) -> float | None:
+        return self.published_at.timestamp() if self.published_at else None
+
+
+@dataclass(frozen=True)
+class StoredVector:
+    """An article with the vid and vector it is currently indexed under."""
+
+    article: Article
+    vid: int
+    vector: np.ndarray
+
+
+def _row_to_article(row: sqlite3.Row) -> Article:
+    data = {name: row[name] for name in FIELDS}
+    data["tags"] = json.loads(data["tags"] or "[]")
+    return Article.model_validate(data)
+
+
+def _as_blob(vector: np.ndarray) -> bytes:
+    return np.ascontiguousarray(vector, dtype=np.float32).tobytes()
+
+
+class Store:
+    """SQLite-backed articles and vectors; safe to share between threads."""
+
+    def __init__(self, path: Path) -> None:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self._lock = threading.RLock()
+        self._db = sqlite3.connect(path, check_same_thread=False, timeout=30, isolation_level=None)
+        self._db.row_factory = sqlite3.Row
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.executescript(SCHEMA)
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def _query(self, sql: str, params: Sequence[object] = ()) -> list[sqlite3.Row]:
+        with self._lock:
+            return self._db.execute(sql, params).fetchall()
+
+    def count(self) -> int:
+        return self._query("SELECT COUNT(*) FROM articles")[0][0]
+
+    def get(self, article_id: str) -> Article | None:
+        rows = self._query("SELECT * FROM articles WHERE id = ?", (article_id,))
+        return _row_to_article(rows[0]) if rows else None
+
+    def get_by_url(self, url: str) -> Article | None:
+        rows = self._query("SELECT * FROM articles WHERE url = ? ORDER BY id LIMIT 1", (url,))
+        return _row_to_article(rows[0]) if rows else None
+
+    def fingerprints(self, ids: Iterable[str]) -> dict[str, tuple[str | None, str | None]]:
+        """Map id -> (content_hash, model of its vector) for the ids that exist."""
+        out: dict[str, tuple[str | None, str | None]] = {}
+        ids = list(ids)
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            for row in self._query(
+                f"SELECT a.id, a.content_hash, v.model FROM articles a "
+                f"LEFT JOIN vectors v ON v.vid = a.vid WHERE a.id IN ({marks})",
+                chunk,
+            ):
+                out[row[0]] = (row[1], row[2])
+        return out
+
+    def upsert(self, rows: Sequence[tuple[Article, str, np.ndarray | None]], model: str) -> None:
+        """Insert or replace articles in one transaction; a given vector replaces the current one."""
+        now = datetime.now(timezone.utc).isoformat()
+        with self._lock, self._db:
+            self._db.execute("BEGIN IMMEDIATE")
+            for article, content_hash, vector in rows:
+                self._upsert_one(article, content_hash, vector, model, now)
+
+    def _upsert_one(self, article: Article, content_hash: str, vector: np.ndarray | None, model: str, now: str) -> None:
+        values = article.model_dump(include=set(FIELDS))
+        values["published_at"] = article.published_at.isoformat() if article.published_at else None
+        values["tags"] = json.dumps(article.tags, ensure_ascii=False)
+        old = self._db.execute("SELECT vid FROM articles WHERE id = ?", (article.id,)).fetchone()
+        vid = old[0] if old else None
+        if vector is not None:
+            self._db.execute("DELETE FROM vectors WHERE article_id = ?", (article.id,))
+            vid = self._db.execute(
+                "INSERT INTO vectors (article_id, model, vector) VALUES (?, ?, ?)",
+                (article.id, model, _as_blob(vector)),
+            ).lastrowid
+        cols = ", ".join(FIELDS)
+        marks = ", ".join("?" * len(FIELDS))
+        self._db.execute(
+            f"INSERT OR REPLACE INTO articles ({cols}, published_ts, content_hash, vid, updated_at) "
+            f"VALUES ({marks}, ?, ?, ?, ?)",
+            [values[name] for name in FIELDS] + [article.published_ts, content_hash, vid, now],
+        )
+
+    def delete(self, article_id: str) -> bool:
+        """Remove an article and its vector; False when it did not exist."""
+        with self._lock, self._db:
+            self._db.execute("BEGIN IMMEDIATE")
+            gone = self._db.execute("DELETE FROM articles WHERE id = ?", (article_id,)).rowcount
+            self._db.execute("DELETE FROM vectors WHERE article_id = ?", (article_id,))
+        return gone > 0
+
+    def vector_of(self, article_id: str, model: str) -> np.ndarray | None:
+        rows = self._query(
+            "SELECT v.vector FROM articles a JOIN vectors v ON v.vid = a.vid "
+            "WHERE a.id = ? AND v.model = ?",
+            (article_id, model),
+        )
+        return np.frombuffer(rows[0][0], dtype=np.float32) if rows else None
+
+    def resolve(self, vids: Sequence[int], model: str) -> dict[int, StoredVector]:
+        """Current articles for the given vids; stale or deleted vids are simply absent."""
+        out: dict[int, StoredVector] = {}
+        vids = [int(v) for v in vids]
+        for start in range(0, len(vids), 500):
+            chunk = vids[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            for row in self._query(
+                f"SELECT a.*, v.vector FROM articles a JOIN vectors v ON v.vid = a.vid "
+                f"WHERE a.vid IN ({marks}) AND v.model = ?",
+                [*chunk, model],
+            ):
+                vector = np.frombuffer(row["vector"], dtype=np.float32)
+                out[row["vid"]] = StoredVector(_row_to_article(row), row["vid"], vector)
+        return out
+
+    def max_vid(self) -> int:
+        return self._query("SELECT COALESCE(MAX(vid), 0) FROM vectors")[0][0]
+
+    def vectors(self, model: str, after_vid: int = 0, batch: int = 10_000) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """Yield (vids, matrix) chunks of the current vectors of `model` with vid > after_vid."""
+        last = after_vid
+        while True:
+            rows = self._query(
+                "SELECT v.vid, v.vector FROM vectors v JOIN articles a ON a.vid = v.vid "
+                "WHERE v.model = ? AND v.vid > ? ORDER BY v.vid LIMIT ?",
+                (model, last, batch),
+            )
+            if not rows:
+                return
+            vids = np.array([r[0] for r in rows], dtype=np.int64)
+            matrix = np.stack([np.frombuffer(r[1], dtype=np.float32) for r in rows])
+            yield vids, matrix
+            last = int(vids[-1])
+
+    def ids_needing_vectors(self, model: str) -> list[str]:
+        """Articles with no vector from `model` (new model, or stored without one)."""
+        rows = self._query(
+            "SELECT a.id FROM articles a LEFT JOIN vectors v ON v.vid = a.vid "
+            "WHERE v.vid IS NULL OR v.model != ? ORDER BY a.id",
+            (model,),
+        )
+        return [r[0] for r in rows]
+
+    def get_many(self, ids: Sequence[str]) -> list[Article]:
+        out: list[Article] = []
+        for start in range(0, len(ids), 500):
+            chunk = list(ids[start : start + 500])
+            marks = ",".join("?" * len(chunk))
+            out += [_row_to_article(r) for r in self._query(f"SELECT * FROM articles WHERE id IN ({marks})", chunk)]
+        return out
+
+    def latest(self, limit: int = 20, lang: str | None = None) -> list[Article]:
+        sql = "SELECT * FROM articles" + (" WHERE lang = ?" if lang else "")
+        sql += " ORDER BY published_ts DESC, id LIMIT ?"
+        return [_row_to_article(r) for r in self._query(sql, ((lang,) if lang else ()) + (limit,))]

@@ -1,0 +1,112 @@
+"""The engine end to end on the tiny model: writes take effect at once; answers match exact search."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import STORY_OF, build_tiny_model, story_articles
+from recsys.embed import load_embedder
+from recsys.engine import open_engine
+from recsys.errors import IndexMismatch, NotFound
+from recsys.recommend import Filters
+from recsys.settings import Settings
+from recsys.store import Article
+
+
+def related_ids(engine, article_id: str, **kw: object) -> list[str]:  # noqa: ANN001
+    return [a.id for a, _ in engine.related_to_article(article_id, Filters(**{"limit": 3, **kw})).items]
+
+
+def test_same_story_first_for_every_story(engine) -> None:  # noqa: ANN001
+    articles = story_articles()
+    # The tiny model is a bag of words, so it can only match within one language.
+    with_sibling = [a for a in articles if any(b.id != a.id and b.lang == a.lang and STORY_OF[b.id] == STORY_OF[a.id] for b in articles)]
+    assert len(with_sibling) == 10
+    for article in with_sibling:
+        first = related_ids(engine, article.id)[0]
+        assert STORY_OF[first] == STORY_OF[article.id], (article.id, first)
+
+
+def test_ranking_agrees_with_exact_search(engine) -> None:  # noqa: ANN001
+    articles = story_articles()
+    matrix = np.stack([engine.store.vector_of(a.id, engine.embedder.name) for a in articles])
+    for i, article in enumerate(articles):
+        result = engine.related_to_article(article.id, Filters(limit=len(articles), lang_policy="any"))
+        scores = {a.id: s for a, s in result.items}
+        for j, other in enumerate(articles):
+            if other.id in scores:
+                assert scores[other.id] == pytest.approx(float(matrix[i] @ matrix[j]), abs=1e-5)
+
+
+def test_upsert_is_idempotent_and_only_changed_text_is_embedded(engine) -> None:  # noqa: ANN001
+    articles = story_articles()
+    again = engine.upsert(articles)
+    assert (again.inserted, again.updated, again.embedded) == (0, len(articles), 0)
+    vid_before = engine.store.max_vid()
+    engine.upsert([articles[0].model_copy(update={"section": "culture"})])
+    assert engine.store.max_vid() == vid_before
+    engine.upsert([articles[0].model_copy(update={"title": "Зовсім інший заголовок про біатлон Марченко"})])
+    assert engine.store.max_vid() == vid_before + 1
+
+
+def test_new_article_is_searchable_at_once_and_delete_hides_it(engine) -> None:  # noqa: ANN001
+    new = Article(id="b5", title="Злива затопила набережну Дніпра знову", text="Рятувальники відкачують воду з набережної",
+                  lang="uk", url="https://news.example/b5", published_at="2026-10-06T10:00:00+03:00")
+    engine.upsert([new])
+    assert "b5" in related_ids(engine, "b1")
+    engine.delete("b5")
+    assert "b5" not in related_ids(engine, "b1", limit=20)
+    with pytest.raises(NotFound):
+        engine.delete("b5")
+    with pytest.raises(NotFound):
+        engine.related_to_article("b5", Filters(limit=3))
+
+
+def test_edit_replaces_old_vector_in_answers(engine) -> None:  # noqa: ANN001
+    moved = story_articles()[4].model_copy(update={"title": "Біатлон Марченко спринт Естерсунд", "text": "Біатлон спринт"})
+    engine.upsert([moved])  # b1 now tells the biathlon story
+    assert "b1" not in related_ids(engine, "b2", limit=3)
+    assert related_ids(engine, "c1", limit=1) == ["b1"] or "b1" in related_ids(engine, "c1", limit=3)
+
+
+def test_writes_from_another_process_are_picked_up(engine, settings: Settings, tiny_embedder) -> None:  # noqa: ANN001
+    other = open_engine(settings, embedder=tiny_embedder)  # e.g. `recsys ingest` while the API runs
+    other.upsert([Article(id="e4", title="Харківський стартап показав дрони", lang="uk")])
+    assert "e4" in related_ids(engine, "e1", limit=5)
+    other.delete("e4")
+    assert "e4" not in related_ids(engine, "e1", limit=20)
+
+
+def test_build_compacts_and_restart_reloads(engine, settings: Settings, tiny_embedder) -> None:  # noqa: ANN001
+    engine.delete("a1")
+    engine.upsert([story_articles()[1].model_copy(update={"title": "Новий заголовок"})])
+    assert engine.live.ntotal == 18  # 17 + 1 re-embedded; stale vectors stay until a build
+    live = engine.build()
+    assert live.ntotal == 16 and live.manifest.count == 16
+    reopened = open_engine(settings, embedder=tiny_embedder)
+    assert reopened.live.manifest.build_id == live.manifest.build_id and reopened.live.ntotal == 16
+
+
+def test_fills_limit_by_relaxing_and_reports_it(engine) -> None:  # noqa: ANN001
+    result = engine.related_to_article("a1", Filters(limit=5))  # only 4 other English items exist
+    assert len(result.items) == 5 and result.relaxed == ["lang_policy"]
+    assert len({a.id for a, _ in result.items}) == 5
+
+
+def test_draft_query(engine) -> None:  # noqa: ANN001
+    result = engine.related_to_draft("Марченко біатлон", "спринт Естерсунд", "uk", Filters(limit=2))
+    assert [STORY_OF[a.id] for a, _ in result.items][0] == "c"
+
+
+def test_other_model_refuses_old_index_until_rebuilt(engine, settings: Settings, tmp_path: Path) -> None:  # noqa: ANN001
+    other_path = build_tiny_model(tmp_path / "other-model", dim=48, seed=1)
+    other_settings = settings.model_copy(update={"model": str(other_path)})
+    other = load_embedder(other_settings)
+    with pytest.raises(IndexMismatch, match="recsys build"):
+        open_engine(other_settings, embedder=other)
+    rebuilt = open_engine(other_settings, embedder=other, rebuild=True)  # what `recsys build` does
+    assert rebuilt.live.manifest.dimension == 48 and rebuilt.live.ntotal == 17
+    assert open_engine(other_settings, embedder=other).live.manifest.build_id == rebuilt.live.manifest.build_id

@@ -1,0 +1,76 @@
+"""The SQLite store: WAL, idempotent upserts, vids that change with the text, deletes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from recsys.store import Article, Store
+
+
+def art(ident: str = "x1", title: str = "Заголовок", **kw: object) -> Article:
+    return Article(id=ident, title=title, lang="uk", url=f"https://s.example/{ident}", **kw)
+
+
+def vec(seed: int) -> np.ndarray:
+    v = np.random.default_rng(seed).standard_normal(4).astype(np.float32)
+    return v / np.linalg.norm(v)
+
+
+def test_real_database_file_in_wal_mode(tmp_path: Path) -> None:
+    store = Store(tmp_path / "sub" / "db.sqlite")
+    assert (tmp_path / "sub" / "db.sqlite").exists()
+    assert store._query("PRAGMA journal_mode")[0][0] == "wal"
+
+
+def test_upsert_roundtrip_and_idempotence(tmp_path: Path) -> None:
+    store = Store(tmp_path / "db.sqlite")
+    a = art(tags=["a", "b"], published_at="2026-10-01T09:00:00+03:00", source="Вісник", original_url="https://o.example/1", original_lang="en")
+    store.upsert([(a, "h1", vec(1))], "m")
+    store.upsert([(a, "h1", None)], "m")
+    assert store.count() == 1
+    got = store.get("x1")
+    assert got == a and got.published_at.utcoffset().total_seconds() == 3 * 3600
+    assert store.get_by_url("https://s.example/x1") == a
+    assert store.fingerprints(["x1", "nope"]) == {"x1": ("h1", "m")}
+
+
+def test_new_vector_gets_new_vid_and_old_vid_stops_resolving(tmp_path: Path) -> None:
+    store = Store(tmp_path / "db.sqlite")
+    store.upsert([(art(), "h1", vec(1))], "m")
+    first = store.max_vid()
+    store.upsert([(art(title="Новий заголовок"), "h2", vec(2))], "m")
+    second = store.max_vid()
+    assert second > first
+    assert store.resolve([first], "m") == {}
+    resolved = store.resolve([first, second], "m")
+    assert list(resolved) == [second] and resolved[second].article.title == "Новий заголовок"
+    np.testing.assert_allclose(store.vector_of("x1", "m"), vec(2))
+    assert store.vector_of("x1", "other-model") is None
+
+
+def test_delete_removes_article_and_vector(tmp_path: Path) -> None:
+    store = Store(tmp_path / "db.sqlite")
+    store.upsert([(art("a"), "h", vec(1)), (art("b"), "h", vec(2))], "m")
+    vid_a = store.max_vid() - 1
+    assert store.delete("a") is True and store.delete("a") is False
+    assert store.get("a") is None and store.count() == 1
+    assert store.resolve([vid_a], "m") == {}
+    assert [len(v) for v, _ in store.vectors("m")] == [1]
+
+
+def test_vectors_after_vid_and_needing_vectors(tmp_path: Path) -> None:
+    store = Store(tmp_path / "db.sqlite")
+    store.upsert([(art(f"a{i}"), "h", vec(i)) for i in range(5)], "m")
+    store.upsert([(art("plain"), "h", None)], "m")
+    chunks = list(store.vectors("m", after_vid=2, batch=2))
+    assert [list(v) for v, _ in chunks] == [[3, 4], [5]]
+    assert chunks[0][1].shape == (2, 4) and chunks[0][1].dtype == np.float32
+    assert store.ids_needing_vectors("m") == ["plain"]
+    assert store.ids_needing_vectors("other") == ["a0", "a1", "a2", "a3", "a4", "plain"]
+
+
+def test_data_survives_reopen(tmp_path: Path) -> None:
+    Store(tmp_path / "db.sqlite").upsert([(art(), "h", vec(1))], "m")
+    assert Store(tmp_path / "db.sqlite").get("x1") is not None
