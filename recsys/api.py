@@ -87,7 +87,7 @@ def _too_large(limit: int) -> JSONResponse:
 def _filters(settings: Settings, limit: int | None, lang_policy: str, max_age_days: float | None,
              section: str | None, exclude: list[str]) -> Filters:
     ids = frozenset(part.strip() for value in exclude for part in value.split(",") if part.strip())
-    capped = min(limit or settings.default_limit, settings.max_limit)
+    capped = min(settings.default_limit if limit is None else limit, settings.max_limit)
     return Filters(capped, lang_policy, max_age_days, section or None, ids)
 
 

@@ -88,7 +88,7 @@ def _filters_from(args: argparse.Namespace, settings: Settings):  # noqa: ANN202
     from recsys.recommend import Filters
 
     exclude = frozenset(x for value in args.exclude for x in value.split(",") if x)
-    limit = min(args.limit or settings.default_limit, settings.max_limit)
+    limit = min(settings.default_limit if args.limit is None else args.limit, settings.max_limit)
     return Filters(limit, args.lang_policy, args.max_age_days, args.section, exclude)
 
 

@@ -12,9 +12,10 @@ import faiss
 import numpy as np
 
 from recsys import index as idx
+from recsys import lexical
 from recsys.embed import Embedder, content_hash, load_embedder
 from recsys.errors import InvalidInput, NotFound
-from recsys.recommend import Candidate, Filters, Query, Ranked, Ranking, rank
+from recsys.recommend import Candidate, Filters, Query, Ranking, rank, relevance
 from recsys.settings import Settings
 from recsys.store import Article, Store, StoredVector
 
@@ -37,11 +38,11 @@ class Related:
     candidates_seen: int
 
 
-def _candidate(sv: StoredVector, score: float) -> Candidate:
+def _candidate(sv: StoredVector, score: float, lexical_score: float) -> Candidate:
     a = sv.article
     return Candidate(
         id=a.id, score=score, vector=sv.vector, lang=a.lang, published_ts=a.published_ts,
-        section=a.section, url=a.url, original_url=a.original_url, title=a.title,
+        section=a.section, url=a.url, original_url=a.original_url, title=a.title, lexical=lexical_score,
     )
 
 
@@ -52,7 +53,13 @@ class Engine:
         self.settings = settings
         self.store = store
         self.embedder = embedder
-        self.knobs = Ranking(settings.dedup_threshold, settings.recency_weight, settings.recency_half_life_days)
+        self.knobs = Ranking(
+            dedup_threshold=settings.dedup_threshold,
+            dedup_lexical_threshold=settings.dedup_lexical_threshold,
+            lexical_weight=settings.lexical_weight,
+            recency_weight=settings.recency_weight,
+            recency_half_life_days=settings.recency_half_life_days,
+        )
         self._build_lock = threading.Lock()
         live = None if rebuild else idx.load_current(
             settings.index_dir, embedder.name, embedder.dimension, settings.hnsw_ef_search
@@ -88,6 +95,9 @@ class Engine:
         if self.store.max_vid() <= self.live.max_vid:
             return 0
         for vids, matrix in self.store.vectors(self.embedder.name, after_vid=self.live.max_vid):
+            if self.live.lexical is not None:
+                fresh = self.store.resolve(list(vids), self.embedder.name).values()
+                self.live.lexical.add(self.embedder.text_of(sv.article) for sv in fresh)
             self.live.add(vids, matrix)
             added += len(vids)
         return added
@@ -105,9 +115,11 @@ class Engine:
             for vids, matrix in self.store.vectors(self.embedder.name):
                 index.add_with_ids(matrix, vids)
                 max_vid = int(vids[-1])
+            stats = lexical.LexicalStats()
+            stats.add(self.embedder.text_of(a) for a in self.store.iter_articles())
             manifest = idx.make_manifest(index, self.embedder.name, self.embedder.dimension, max_vid)
-            idx.save_build(s.index_dir, index, manifest, s.keep_builds)
-            self.live = idx.LiveIndex(index, manifest)
+            idx.save_build(s.index_dir, index, manifest, s.keep_builds, stats)
+            self.live = idx.LiveIndex(index, manifest, stats)
             log.info("built index %s: %d vectors (%s)", manifest.build_id, manifest.count, manifest.index_type)
             return self.live
 
@@ -123,32 +135,47 @@ class Engine:
         if vector is None:  # stored by a process using another model: embed on the fly
             vector = self.embedder.encode([self.embedder.text_of(article)])[0]
         query = Query(article.id, article.lang, article.published_ts, article.url, article.original_url)
-        return self.related_to_vector(vector, query, filters, now_ts)
+        return self.related_to_vector(vector, self.embedder.text_of(article), query, filters, now_ts)
 
     def related_to_draft(self, title: str, text: str, lang: str, filters: Filters, now_ts: float | None = None) -> Related:
         if not title.strip() and not text.strip():
             raise InvalidInput("a draft needs a title or a text")
         draft = Article(id="draft", title=title or text[:200], text=text, lang=lang)
-        vector = self.embedder.encode([self.embedder.text_of(draft)])[0]
-        return self.related_to_vector(vector, Query(None, lang), filters, now_ts)
+        text_of_draft = self.embedder.text_of(draft)
+        vector = self.embedder.encode([text_of_draft])[0]
+        return self.related_to_vector(vector, text_of_draft, Query(None, lang), filters, now_ts)
 
-    def related_to_vector(self, vector: np.ndarray, query: Query, filters: Filters, now_ts: float | None = None) -> Related:
+    def related_to_vector(self, vector: np.ndarray, text: str, query: Query, filters: Filters,
+                          now_ts: float | None = None) -> Related:
         """Over-fetch from FAISS, deepening until the strict filters fill `limit` or the pool ends."""
         self.sync()
         now_ts = time.time() if now_ts is None else now_ts
         k = max(self.settings.min_candidates, 4 * (filters.limit + len(filters.exclude) + 1))
         ceiling = min(self.live.ntotal, self.settings.max_candidates)
         while True:
-            hits = self.live.search(vector, k)
-            resolved = self.store.resolve([vid for vid, _ in hits], self.embedder.name)
-            pool = [_candidate(resolved[vid], score) for vid, score in hits if vid in resolved]
-            strict = rank(query, pool, filters, now_ts, self.knobs, allow_relax=False)
+            pool, pairs, by_id = self._pool(vector, text, k)
+            strict = rank(query, pool, filters, now_ts, self.knobs, allow_relax=False, lexical_pairs=pairs)
             if len(strict.items) >= filters.limit or k >= ceiling:
                 break
             k = min(k * 4, ceiling)
-        ranked: Ranked = rank(query, pool, filters, now_ts, self.knobs) if len(strict.items) < filters.limit else strict
-        by_id = {sv.article.id: sv.article for sv in resolved.values()}
-        return Related([(by_id[c.id], c.score) for c in ranked.items], ranked.relaxed, len(pool))
+        ranked = strict
+        if len(strict.items) < filters.limit:
+            ranked = rank(query, pool, filters, now_ts, self.knobs, lexical_pairs=pairs)
+        items = [(by_id[c.id], relevance(c, self.knobs)) for c in ranked.items]
+        return Related(items, ranked.relaxed, len(pool))
+
+    def _pool(self, vector: np.ndarray, text: str, k: int) -> tuple[list[Candidate], np.ndarray | None, dict[str, Article]]:
+        """Top-k live candidates with their lexical similarity to the query and to each other."""
+        hits = self.live.search(vector, k)
+        resolved = self.store.resolve([vid for vid, _ in hits], self.embedder.name)
+        stored = [(resolved[vid], score) for vid, score in hits if vid in resolved]
+        pairs = None
+        lexical_scores = np.zeros(len(stored))
+        if self.live.lexical is not None and self.knobs.lexical_weight > 0 and stored:
+            texts = [self.embedder.text_of(sv.article) for sv, _ in stored]
+            lexical_scores, pairs = lexical.similarities(text, texts, self.live.lexical.idf)
+        pool = [_candidate(sv, score, float(lx)) for (sv, score), lx in zip(stored, lexical_scores)]
+        return pool, pairs, {sv.article.id: sv.article for sv, _ in stored}
 
     def health(self) -> dict[str, object]:
         m = self.live.manifest

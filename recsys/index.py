@@ -21,10 +21,12 @@ import faiss
 import numpy as np
 
 from recsys.errors import IndexMismatch
+from recsys.lexical import LexicalStats
 
 log = logging.getLogger(__name__)
 
 METRIC = "inner_product"
+LEXICAL_FILE = "lexical_df.npz"
 
 
 @dataclass(frozen=True)
@@ -62,9 +64,10 @@ def index_type(index: faiss.Index) -> str:
 class LiveIndex:
     """The loaded FAISS index plus what it covers; thread-safe add and search."""
 
-    def __init__(self, index: faiss.Index, manifest: Manifest) -> None:
+    def __init__(self, index: faiss.Index, manifest: Manifest, lexical: LexicalStats | None = None) -> None:
         self.index = index
         self.manifest = manifest
+        self.lexical = lexical
         self.max_vid = manifest.max_vid
         self._lock = threading.Lock()
 
@@ -94,13 +97,16 @@ def _builds(index_dir: Path) -> Path:
     return Path(index_dir) / "builds"
 
 
-def save_build(index_dir: Path, index: faiss.Index, manifest: Manifest, keep: int) -> Path:
+def save_build(index_dir: Path, index: faiss.Index, manifest: Manifest, keep: int,
+               lexical: LexicalStats | None = None) -> Path:
     """Write the build aside, rename it into place, then switch `current` atomically."""
     builds = _builds(index_dir)
     builds.mkdir(parents=True, exist_ok=True)
     tmp = builds / f".tmp-{manifest.build_id}"
     tmp.mkdir()
     faiss.write_index(index, str(tmp / "index.faiss"))
+    if lexical is not None:
+        lexical.save(tmp / LEXICAL_FILE)
     (tmp / "manifest.json").write_text(json.dumps(asdict(manifest), indent=2))
     final = builds / manifest.build_id
     os.replace(tmp, final)
@@ -146,7 +152,8 @@ def load_current(index_dir: Path, model: str, dimension: int, ef_search: int) ->
         raise IndexMismatch(f"index build {manifest.build_id} does not match its manifest; run `recsys build`")
     if manifest.index_type == "hnsw":
         faiss.downcast_index(index.index).hnsw.efSearch = ef_search
-    return LiveIndex(index, manifest)
+    stats = LexicalStats.load(folder / LEXICAL_FILE) if (folder / LEXICAL_FILE).exists() else None
+    return LiveIndex(index, manifest, stats)
 
 
 def make_manifest(index: faiss.Index, model: str, dimension: int, max_vid: int) -> Manifest:

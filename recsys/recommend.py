@@ -1,8 +1,8 @@
 """Ranking stage: pure functions from FAISS candidates to the related block.
 
 Order of work: hard exclusions (the article itself, `exclude` ids) -> filters (language,
-age, section) -> rank (similarity plus a small closeness-in-time boost) -> collapse
-near-duplicates to one item per story -> cut to `limit`. When fewer than `limit` items
+age, section) -> rank (dense plus lexical similarity, plus a small closeness-in-time boost)
+-> collapse items of one story to one -> cut to `limit`. When fewer than `limit` items
 survive, filters are relaxed one at a time in RELAX_ORDER and the response says which.
 """
 
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -35,6 +35,7 @@ class Candidate:
     url: str | None = None
     original_url: str | None = None
     title: str = ""
+    lexical: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -71,7 +72,10 @@ class Filters:
 class Ranking:
     """Tuning knobs of the ranker (from Settings)."""
 
-    dedup_threshold: float = 0.9
+    dedup_threshold: float = 0.92
+    dedup_lexical_threshold: float = 0.15
+    copy_lexical_threshold: float = 0.6
+    lexical_weight: float = 0.5
     recency_weight: float = 0.05
     recency_half_life_days: float = 14.0
 
@@ -103,32 +107,50 @@ def passes(query: Query, cand: Candidate, filters: Filters, now_ts: float) -> bo
     return True
 
 
+def relevance(cand: Candidate, knobs: Ranking) -> float:
+    """Dense cosine plus a weighted lexical bonus, scaled back to the cosine range."""
+    return (cand.score + knobs.lexical_weight * cand.lexical) / (1.0 + knobs.lexical_weight)
+
+
 def rank_score(query: Query, cand: Candidate, now_ts: float, knobs: Ranking) -> float:
-    """Similarity plus a boost that halves every half-life of distance in time from the query."""
+    """Relevance plus a boost that halves every half-life of distance in time from the query."""
     if knobs.recency_weight == 0 or cand.published_ts is None:
-        return cand.score
+        return relevance(cand, knobs)
     anchor = query.published_ts if query.published_ts is not None else now_ts
     distance_days = abs(anchor - cand.published_ts) / DAY
-    return cand.score + knobs.recency_weight * 0.5 ** (distance_days / knobs.recency_half_life_days)
+    return relevance(cand, knobs) + knobs.recency_weight * 0.5 ** (distance_days / knobs.recency_half_life_days)
 
 
-def same_story(a: Candidate, b: Candidate, threshold: float) -> bool:
-    """Two items tell one story: a translation link, the same headline, or near-identical vectors."""
+DIFFERENT, SAME_STORY, COPY = 0, 1, 2
+
+
+def story_relation(a: Candidate, b: Candidate, dense: float, lexical: float, knobs: Ranking) -> int:
+    """COPY for one text told twice (a translation link, the same headline, near-identical vectors or
+    n-grams); SAME_STORY for shared wording above the lexical threshold; else DIFFERENT."""
     links_a = {a.url, a.original_url} - {None}
     links_b = {b.url, b.original_url} - {None}
-    if links_a & links_b:
-        return True
-    if a.title and _norm_title(a.title) == _norm_title(b.title):
-        return True
-    return float(np.dot(a.vector, b.vector)) >= threshold
+    if links_a & links_b or (a.title and _norm_title(a.title) == _norm_title(b.title)):
+        return COPY
+    if dense >= knobs.dedup_threshold or lexical >= knobs.copy_lexical_threshold:
+        return COPY
+    return SAME_STORY if lexical >= knobs.dedup_lexical_threshold else DIFFERENT
 
 
-def collapse(ordered: Sequence[Candidate], reader_lang: str | None, threshold: float) -> list[Candidate]:
-    """One item per story, groups kept in rank order; inside a group prefer the reader's language, then the newer."""
+Relation = Callable[[Candidate, Candidate], int]
+
+
+def collapse(ordered: Sequence[Candidate], reader_lang: str | None, relation: Relation) -> list[Candidate]:
+    """One item per story, in rank order.
+
+    An item joins a group when it tells the same story as the group's leader (its best-ranked
+    item; chaining through other members would let one loose match merge two stories). The
+    group shows its leader, unless the leader has copies: then the copy in the reader's language,
+    then the newer one, stands for it.
+    """
     groups: list[list[Candidate]] = []
     for cand in ordered:
         for group in groups:
-            if any(same_story(cand, member, threshold) for member in group):
+            if relation(cand, group[0]) != DIFFERENT:
                 group.append(cand)
                 break
         else:
@@ -137,13 +159,28 @@ def collapse(ordered: Sequence[Candidate], reader_lang: str | None, threshold: f
     def preference(c: Candidate) -> tuple[bool, float, str]:
         return (c.lang != reader_lang, -(c.published_ts or float("-inf")), c.id)
 
-    return [min(group, key=preference) for group in groups]
+    return [min([g[0], *(c for c in g[1:] if relation(c, g[0]) == COPY)], key=preference) for g in groups]
 
 
-def _select(query: Query, pool: Sequence[Candidate], filters: Filters, now_ts: float, knobs: Ranking) -> list[Candidate]:
+def relation_over(candidates: Sequence[Candidate], knobs: Ranking, lexical_pairs: np.ndarray | None) -> Relation:
+    """story_relation over precomputed pairwise similarities of the candidate pool."""
+    pos = {c.id: i for i, c in enumerate(candidates)}
+    matrix = np.stack([c.vector for c in candidates]) if candidates else np.zeros((0, 1))
+    dense = matrix @ matrix.T
+    lexical = lexical_pairs if lexical_pairs is not None else np.zeros_like(dense)
+
+    def relation(a: Candidate, b: Candidate) -> int:
+        i, j = pos[a.id], pos[b.id]
+        return story_relation(a, b, float(dense[i, j]), float(lexical[i, j]), knobs)
+
+    return relation
+
+
+def _select(query: Query, pool: Sequence[Candidate], filters: Filters, now_ts: float, knobs: Ranking,
+            relation: Relation) -> list[Candidate]:
     kept = [c for c in pool if passes(query, c, filters, now_ts)]
     kept.sort(key=lambda c: (-rank_score(query, c, now_ts, knobs), -(c.published_ts or 0.0), c.id))
-    return collapse(kept, query.lang, knobs.dedup_threshold)[: filters.limit]
+    return collapse(kept, query.lang, relation)[: filters.limit]
 
 
 def _relax(filters: Filters, name: str) -> Filters:
@@ -157,10 +194,15 @@ def rank(
     now_ts: float,
     knobs: Ranking = Ranking(),
     allow_relax: bool = True,
+    lexical_pairs: np.ndarray | None = None,
 ) -> Ranked:
-    """The related block for `query` from `candidates`, relaxing filters only to fill `limit`."""
+    """The related block for `query` from `candidates`, relaxing filters only to fill `limit`.
+
+    `lexical_pairs[i, j]` is the lexical similarity of candidates i and j (None: dense only).
+    """
+    relation = relation_over(candidates, knobs, lexical_pairs)
     pool = [c for c in candidates if not is_self(query, c) and c.id not in filters.exclude]
-    items = _select(query, pool, filters, now_ts, knobs)
+    items = _select(query, pool, filters, now_ts, knobs, relation)
     relaxed: list[str] = []
     for name in RELAX_ORDER if allow_relax else ():
         if len(items) >= filters.limit:
@@ -169,5 +211,5 @@ def rank(
             continue
         filters = _relax(filters, name)
         relaxed.append(name)
-        items = _select(query, pool, filters, now_ts, knobs)
+        items = _select(query, pool, filters, now_ts, knobs, relation)
     return Ranked(items, relaxed)

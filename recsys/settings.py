@@ -35,7 +35,13 @@ class Settings(BaseSettings):
     min_candidates: int = Field(default=50, ge=1, description="first over-fetch from FAISS")
     max_candidates: int = Field(default=2000, ge=1, description="deepest over-fetch before relaxing")
     dedup_threshold: float = Field(
-        default=0.9, ge=0.0, le=1.0, description="cosine at which two items are one story"
+        default=0.92, ge=0.0, le=1.0, description="dense cosine at which two items are copies of one text"
+    )
+    dedup_lexical_threshold: float = Field(
+        default=0.15, ge=0.0, le=1.0, description="lexical cosine at which two items are one story"
+    )
+    lexical_weight: float = Field(
+        default=0.5, ge=0.0, description="weight of the character n-gram TF-IDF score (0 = dense only)"
     )
     recency_weight: float = Field(default=0.05, ge=0.0, description="rank boost for items close in time")
     recency_half_life_days: float = Field(default=14.0, gt=0.0)

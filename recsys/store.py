@@ -264,6 +264,16 @@ class Store:
             out += [_row_to_article(r) for r in self._query(f"SELECT * FROM articles WHERE id IN ({marks})", chunk)]
         return out
 
+    def iter_articles(self, batch: int = 5000) -> Iterator[Article]:
+        """Every article, in id order, read in chunks."""
+        last = ""
+        while True:
+            rows = self._query("SELECT * FROM articles WHERE id > ? ORDER BY id LIMIT ?", (last, batch))
+            if not rows:
+                return
+            yield from (_row_to_article(r) for r in rows)
+            last = rows[-1]["id"]
+
     def latest(self, limit: int = 20, lang: str | None = None) -> list[Article]:
         sql = "SELECT * FROM articles" + (" WHERE lang = ?" if lang else "")
         sql += " ORDER BY published_ts DESC, id LIMIT ?"

@@ -6,7 +6,10 @@ import numpy as np
 import pytest
 
 from recsys.errors import InvalidInput
-from recsys.recommend import DAY, Candidate, Filters, Query, Ranking, collapse, rank, rank_score
+from recsys.recommend import (
+    COPY, DAY, DIFFERENT, SAME_STORY, Candidate, Filters, Query, Ranking, collapse, rank, rank_score, relation_over,
+    story_relation,
+)
 
 NOW = 1_800_000_000.0
 NO_BOOST = Ranking(dedup_threshold=0.95, recency_weight=0.0)
@@ -74,9 +77,39 @@ def test_near_duplicates_collapse_keeping_reader_language_then_newer() -> None:
 def test_translation_link_and_same_headline_mean_same_story() -> None:
     orig = cand("orig", 0.9, 1, lang="en")
     translation = cand("tr", 0.5, 2, original_url="https://x.example/orig")
-    retitled = Candidate(id="copy", score=0.4, vector=unit(3), lang="uk", title="TITLE  tr!", published_ts=NOW - 5 * DAY)
-    kept = collapse([orig, translation, retitled], "uk", threshold=0.95)
+    retitled = Candidate(id="copy", score=0.4, vector=unit(3), lang="uk", title="TITLE  orig!", published_ts=NOW - 5 * DAY)
+    pool = [orig, translation, retitled]
+    kept = collapse(pool, "uk", relation_over(pool, Ranking(dedup_threshold=0.95), None))
     assert [c.id for c in kept] == ["tr"]
+
+
+def test_story_relation_thresholds() -> None:
+    a, b = cand("a", 0.9, 1), cand("b", 0.8, 2)
+    knobs = Ranking(dedup_threshold=0.92, dedup_lexical_threshold=0.15, copy_lexical_threshold=0.6)
+    assert story_relation(a, b, dense=0.5, lexical=0.1, knobs=knobs) == DIFFERENT
+    assert story_relation(a, b, dense=0.5, lexical=0.15, knobs=knobs) == SAME_STORY
+    assert story_relation(a, b, dense=0.5, lexical=0.6, knobs=knobs) == COPY
+    assert story_relation(a, b, dense=0.92, lexical=0.0, knobs=knobs) == COPY
+
+
+def test_same_story_keeps_the_better_ranked_item_copies_prefer_reader_language() -> None:
+    leader = cand("leader", 0.9, 1, lang="uk", age_days=5)
+    follow_up = cand("follow-up", 0.8, 2, lang="uk", age_days=1)  # same story, other text: absorbed
+    other = cand("other", 0.7, 3)
+    pool = [leader, follow_up, other]
+    lexical = np.array([[1.0, 0.3, 0.0], [0.3, 1.0, 0.0], [0.0, 0.0, 1.0]])
+    result = rank(QUERY, pool, Filters(limit=3), NOW, NO_BOOST, lexical_pairs=lexical)
+    assert ids(result) == ["leader", "other"]
+    lexical[0, 1] = lexical[1, 0] = 0.9  # now a copy: the newer copy stands for the story
+    assert ids(rank(QUERY, pool, Filters(limit=3), NOW, NO_BOOST, lexical_pairs=lexical)) == ["follow-up", "other"]
+
+
+def test_lexical_score_blends_with_dense() -> None:
+    knobs = Ranking(lexical_weight=1.0, recency_weight=0.0)
+    dense_only = cand("dense", 0.8, 1)
+    both = Candidate(id="both", score=0.6, vector=unit(2), lang="uk", lexical=0.4, published_ts=NOW)
+    # relevance = (dense + w * lexical) / (1 + w): 0.4 versus 0.5
+    assert ids(rank(QUERY, [dense_only, both], Filters(limit=2), NOW, knobs)) == ["both", "dense"]
 
 
 def test_ties_break_by_newer_then_id() -> None:
@@ -86,7 +119,7 @@ def test_ties_break_by_newer_then_id() -> None:
 
 
 def test_recency_boost_halves_each_half_life() -> None:
-    knobs = Ranking(recency_weight=0.1, recency_half_life_days=10)
+    knobs = Ranking(recency_weight=0.1, recency_half_life_days=10, lexical_weight=0.0)
     near, far = cand("near", 0.5, 1, age_days=0), cand("far", 0.5, 2, age_days=10)
     assert rank_score(QUERY, near, NOW, knobs) == pytest.approx(0.6)
     assert rank_score(QUERY, far, NOW, knobs) == pytest.approx(0.55)

@@ -1,0 +1,44 @@
+"""Character n-gram TF-IDF: checked against scikit-learn's exact (unhashed) TfidfVectorizer."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from sklearn.feature_extraction.text import TfidfVectorizer
+
+from recsys.lexical import LexicalStats, similarities
+
+DOCS = [
+    "Львів відкрив нову трамвайну лінію на Сихів",
+    "Трамвай на Сихів: Львів запустив лінію",
+    "Нацбанк знизив облікову ставку до 12 відсотків",
+    "Lviv opens new tram line to Sykhiv district",
+]
+
+
+def test_matches_exact_tfidf_cosines() -> None:
+    stats = LexicalStats()
+    stats.add(DOCS)
+    to_query, pairs = similarities(DOCS[0], DOCS[1:], stats.idf)
+    exact = TfidfVectorizer(analyzer="char_wb", ngram_range=(3, 5), sublinear_tf=True).fit_transform(DOCS)
+    gram = (exact @ exact.T).toarray()
+    np.testing.assert_allclose(to_query, gram[0, 1:], atol=1e-4)
+    np.testing.assert_allclose(pairs, gram[1:, 1:], atol=1e-4)
+    assert to_query[0] > 0.2 > to_query[1]  # same story beats another story in the same language
+
+
+def test_counts_grow_incrementally_and_survive_saving(tmp_path: Path) -> None:
+    once, twice = LexicalStats(), LexicalStats()
+    once.add(DOCS)
+    twice.add(DOCS[:2])
+    twice.add(DOCS[2:])
+    assert twice.n_docs == 4 and np.array_equal(once.df, twice.df)
+    once.save(tmp_path / "lex.npz")
+    loaded = LexicalStats.load(tmp_path / "lex.npz")
+    assert loaded.n_docs == 4 and np.array_equal(loaded.idf, once.idf)
+    # idf = log((1 + n) / (1 + df)) + 1, the same values scikit-learn computes without hashing
+    exact = TfidfVectorizer(analyzer="char_wb", ngram_range=(3, 5)).fit(DOCS)
+    assert {round(float(x), 4) for x in loaded.idf[loaded.df > 0]} == {round(float(x), 4) for x in exact.idf_}
+    assert loaded.idf.max() == pytest.approx(np.log(5 / 1) + 1)  # n-grams never seen
