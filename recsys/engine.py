@@ -61,6 +61,7 @@ class Engine:
             recency_half_life_days=settings.recency_half_life_days,
         )
         self._build_lock = threading.Lock()
+        self._sync_lock = threading.Lock()  # server threads must not add the same new vectors twice
         live = None if rebuild else idx.load_current(
             settings.index_dir, embedder.name, embedder.dimension, settings.hnsw_ef_search
         )
@@ -91,15 +92,17 @@ class Engine:
 
     def sync(self) -> int:
         """Add vectors written since the live index was loaded (by this or another process)."""
-        added = 0
         if self.store.max_vid() <= self.live.max_vid:
             return 0
-        for vids, matrix in self.store.vectors(self.embedder.name, after_vid=self.live.max_vid):
-            if self.live.lexical is not None:
-                fresh = self.store.resolve(list(vids), self.embedder.name).values()
-                self.live.lexical.add(self.embedder.text_of(sv.article) for sv in fresh)
-            self.live.add(vids, matrix)
-            added += len(vids)
+        added = 0
+        with self._sync_lock:
+            live = self.live
+            for vids, matrix in self.store.vectors(self.embedder.name, after_vid=live.max_vid):
+                if live.lexical is not None:
+                    fresh = self.store.resolve(list(vids), self.embedder.name).values()
+                    live.lexical.add(self.embedder.text_of(sv.article) for sv in fresh)
+                live.add(vids, matrix)
+                added += len(vids)
         return added
 
     def build(self, progress: bool = False) -> idx.LiveIndex:

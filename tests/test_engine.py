@@ -112,3 +112,13 @@ def test_other_model_refuses_old_index_until_rebuilt(engine, settings: Settings,
     rebuilt = open_engine(other_settings, embedder=other, rebuild=True)  # what `recsys build` does
     assert rebuilt.live.manifest.dimension == 48 and rebuilt.live.ntotal == 17
     assert open_engine(other_settings, embedder=other).live.manifest.build_id == rebuilt.live.manifest.build_id
+
+
+def test_concurrent_queries_add_new_vectors_exactly_once(engine, settings: Settings, tiny_embedder) -> None:  # noqa: ANN001
+    from concurrent.futures import ThreadPoolExecutor
+
+    writer = open_engine(settings, embedder=tiny_embedder)
+    writer.upsert([Article(id=f"w{i}", title=f"Нова стаття номер {i}", lang="uk") for i in range(3)])
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda _: related_ids(engine, "a2"), range(32)))
+    assert engine.live.ntotal == 20 and engine.live.lexical.n_docs == 20
