@@ -11,6 +11,7 @@ import csv
 import gzip
 import io
 import json
+import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,11 +51,21 @@ def _describe(error: ValidationError) -> str:
     return "; ".join(parts)
 
 
+def headline_from(text: str, max_chars: int = 140) -> str:
+    """A stand-in headline for rows that have only a body: its first sentence, cut at a word."""
+    first = re.split(r"(?<=[.!?…])\s", text.strip(), maxsplit=1)[0]
+    if len(first) <= max_chars:
+        return first
+    return first[:max_chars].rsplit(" ", 1)[0] + "…"
+
+
 def parse_article(raw: Mapping[str, Any]) -> Article:
-    """Validate one raw row; a missing `lang` is detected from title and text."""
+    """Validate one raw row; a missing `lang` is detected, a missing title taken from the text."""
     if not isinstance(raw, Mapping):
         raise InvalidInput("expected a JSON object")
     data = {k: v for k, v in raw.items() if v is not None and v != ""}
+    if "title" not in data and isinstance(data.get("text"), str) and data["text"].strip():
+        data["title"] = headline_from(data["text"])
     if isinstance(data.get("tags"), str):
         data["tags"] = [t.strip() for t in data["tags"].replace(";", ",").split(",") if t.strip()]
     if "lang" not in data:

@@ -22,7 +22,7 @@ def test_jsonl_good_and_bad_rows_with_line_numbers(tmp_path: Path) -> None:
     path = write_jsonl(tmp_path / "a.jsonl", [
         {"id": 1, "title": "Київ готується до зими", "text": "Міська рада ухвалила план.", "published_at": "2026-10-02"},
         "{not json",
-        {"id": "x2", "text": "no title here", "lang": "en"},
+        {"id": "x2", "lang": "en"},
         {"id": "x3", "title": "Ok", "lang": "english"},
         {"id": "x4", "title": "Timing", "lang": "en", "published_at": "yesterday"},
         {"id": "x5", "title": "Fine", "lang": "EN", "tags": "a; b", "extra": "ignored"},
@@ -41,7 +41,7 @@ def test_csv_and_gzip(tmp_path: Path) -> None:
     csv_path.write_text(
         "id,title,text,lang,published_at,source,tags\n"
         "c1,Headline one,Lead one,en,2026-10-01T10:00:00+02:00,Ledger,\"x,y\"\n"
-        "c2,,Lead two,en,,Ledger,\n",
+        "c2,,,en,,Ledger,\n",
         encoding="utf-8",
     )
     articles, errors = read_articles(csv_path)
@@ -69,6 +69,13 @@ def test_language_detection_tells_ukrainian_from_russian() -> None:
     assert parse_article({"id": "d", "title": "Zmiany w przepisach dotyczących mieszkań w Polsce"}).lang == "pl"
 
 
+def test_missing_title_comes_from_the_first_sentence() -> None:
+    art = parse_article({"id": "t", "lang": "en", "text": "The EU said it would act. More details follow."})
+    assert art.title == "The EU said it would act." and art.text.startswith("The EU")
+    long = parse_article({"id": "u", "lang": "en", "text": "word " * 100})
+    assert len(long.title) <= 141 and long.title.endswith("…")
+
+
 def test_naive_time_is_taken_as_utc() -> None:
     art = parse_article({"id": "t", "title": "x", "lang": "en", "published_at": "2026-10-01T10:00:00"})
     assert art.published_at.isoformat() == "2026-10-01T10:00:00+00:00"
@@ -79,3 +86,6 @@ def test_shared_data_format_is_accepted_as_it_is() -> None:
     articles, errors = read_articles(SHARED_DATA / "tgcontest_toloka_pairs" / "articles.jsonl.gz")
     assert errors == [] and len(articles) == 139
     assert {a.lang for a in articles} <= {"ru", "en"}
+    for name in ("semeval2022_task8_subset", "ruwa_events_en", "paraphraser_ru"):  # some rows have no title
+        articles, errors = read_articles(SHARED_DATA / name / "articles.jsonl.gz")
+        assert errors == [] and all(a.title for a in articles), name
