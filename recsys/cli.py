@@ -112,6 +112,38 @@ def cmd_info(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_evaluate(args: argparse.Namespace, settings: Settings) -> int:
+    from dataclasses import asdict
+
+    from recsys import report
+    from recsys.evaluate import EvalConfig, evaluate_dataset, find_datasets
+
+    config = EvalConfig(tuple(args.model) or (settings.model,), args.k, args.threshold, args.as_of,
+                        args.lang_policy, args.split, args.max_queries or None, args.seed)
+    out = Path(args.out)
+    work = Path(args.work_dir) if args.work_dir else out / "work"
+    datasets = [evaluate_dataset(folder, config, settings, work) for folder in find_datasets(Path(args.dataset_dir))]
+    written = report.write({"config": asdict(config), "datasets": datasets}, out)
+    print("\n".join(str(p) for p in written))
+    return 0
+
+
+def _add_evaluate(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("evaluate", help="offline evaluation on labelled data sets, with baselines")
+    p.add_argument("dataset_dir", help="a data set folder (articles.jsonl.gz, pairs.jsonl.gz) or a folder of them")
+    p.add_argument("--model", action="append", default=[], help="model to evaluate (repeatable; default RECSYS_MODEL)")
+    p.add_argument("--k", type=int, default=10)
+    p.add_argument("--out", default="eval-out", help="folder for results.json, results.md and charts")
+    p.add_argument("--threshold", type=float, default=0.5, help="pair score at or above which a partner is relevant")
+    p.add_argument("--as-of", action="store_true", help="replay time: each query sees only older articles")
+    p.add_argument("--lang-policy", choices=("same", "any"), default="any")
+    p.add_argument("--split", help="pairs split to use (default: dev when the set has one, else all)")
+    p.add_argument("--max-queries", type=int, default=1000, help="sampled queries per set (0 = all)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--work-dir", help="where embeddings and indexes are cached (default OUT/work)")
+    p.set_defaults(func=cmd_evaluate)
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="recsys", description="Related headlines for news sites.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -143,6 +175,7 @@ def _parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_delete)
     p = sub.add_parser("info", help="model, index manifest and article count")
     p.set_defaults(func=cmd_info)
+    _add_evaluate(sub)
     return parser
 
 

@@ -15,7 +15,7 @@ from recsys import index as idx
 from recsys import lexical
 from recsys.embed import Embedder, content_hash, load_embedder
 from recsys.errors import InvalidInput, NotFound
-from recsys.recommend import Candidate, Filters, Query, Ranking, rank, relevance
+from recsys.recommend import Candidate, Filters, Query, Ranking, blend, rank, relevance
 from recsys.settings import Settings
 from recsys.store import Article, Store, StoredVector
 
@@ -179,6 +179,20 @@ class Engine:
             lexical_scores, pairs = lexical.similarities(text, texts, self.live.lexical.idf)
         pool = [_candidate(sv, score, float(lx)) for (sv, score), lx in zip(stored, lexical_scores)]
         return pool, pairs, {sv.article.id: sv.article for sv, _ in stored}
+
+    def similarity(self, a_id: str, b_id: str) -> float:
+        """The relevance related() gives b as an answer for a, without the time boost."""
+        a, b = self.store.get(a_id), self.store.get(b_id)
+        if a is None or b is None:
+            raise NotFound(f"no article with id {a_id if a is None else b_id!r}")
+        va, vb = (self.store.vector_of(x.id, self.embedder.name) for x in (a, b))
+        if va is None or vb is None:
+            va, vb = self.embedder.encode([self.embedder.text_of(a), self.embedder.text_of(b)])
+        lexical_score = 0.0
+        if self.live.lexical is not None and self.knobs.lexical_weight > 0:
+            to_a, _ = lexical.similarities(self.embedder.text_of(a), [self.embedder.text_of(b)], self.live.lexical.idf)
+            lexical_score = float(to_a[0])
+        return blend(float(np.dot(va, vb)), lexical_score, self.knobs)
 
     def health(self) -> dict[str, object]:
         m = self.live.manifest

@@ -58,6 +58,7 @@ class Filters:
     max_age_days: float | None = None
     section: str | None = None
     exclude: frozenset[str] = field(default_factory=frozenset)
+    published_before: float | None = None  # replay: only items published before this moment (never relaxed)
 
     def __post_init__(self) -> None:
         if self.lang_policy not in LANG_POLICIES:
@@ -107,9 +108,13 @@ def passes(query: Query, cand: Candidate, filters: Filters, now_ts: float) -> bo
     return True
 
 
-def relevance(cand: Candidate, knobs: Ranking) -> float:
+def blend(dense: float, lexical: float, knobs: Ranking) -> float:
     """Dense cosine plus a weighted lexical bonus, scaled back to the cosine range."""
-    return (cand.score + knobs.lexical_weight * cand.lexical) / (1.0 + knobs.lexical_weight)
+    return (dense + knobs.lexical_weight * lexical) / (1.0 + knobs.lexical_weight)
+
+
+def relevance(cand: Candidate, knobs: Ranking) -> float:
+    return blend(cand.score, cand.lexical, knobs)
 
 
 def rank_score(query: Query, cand: Candidate, now_ts: float, knobs: Ranking) -> float:
@@ -183,6 +188,10 @@ def _select(query: Query, pool: Sequence[Candidate], filters: Filters, now_ts: f
     return collapse(kept, query.lang, relation)[: filters.limit]
 
 
+def _before(cand: Candidate, moment: float | None) -> bool:
+    return moment is None or (cand.published_ts is not None and cand.published_ts < moment)
+
+
 def _relax(filters: Filters, name: str) -> Filters:
     return replace(filters, **{name: "any" if name == "lang_policy" else None})
 
@@ -201,7 +210,8 @@ def rank(
     `lexical_pairs[i, j]` is the lexical similarity of candidates i and j (None: dense only).
     """
     relation = relation_over(candidates, knobs, lexical_pairs)
-    pool = [c for c in candidates if not is_self(query, c) and c.id not in filters.exclude]
+    pool = [c for c in candidates if not is_self(query, c) and c.id not in filters.exclude
+            and _before(c, filters.published_before)]
     items = _select(query, pool, filters, now_ts, knobs, relation)
     relaxed: list[str] = []
     for name in RELAX_ORDER if allow_relax else ():

@@ -141,3 +141,10 @@ def test_fills_limit_when_pool_allows_and_never_repeats() -> None:
     pool = [cand(f"x{i}", 0.9 - i / 100, i % 8) for i in range(8)]
     result = rank(QUERY, pool, Filters(limit=5), NOW, NO_BOOST)
     assert len(result.items) == 5 and len(set(ids(result))) == 5
+
+
+def test_replay_sees_only_items_published_before_and_never_relaxes_that() -> None:
+    pool = [cand("older", 0.9, 1, age_days=3), cand("newer", 0.95, 2, age_days=0.5), cand("undated", 0.99, 3)]
+    pool[2] = Candidate(id="undated", score=0.99, vector=unit(3), lang="uk")
+    result = rank(QUERY, pool, Filters(limit=3, lang_policy="any", published_before=NOW - DAY), NOW, NO_BOOST)
+    assert ids(result) == ["older"] and result.relaxed == []
