@@ -144,6 +144,29 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_evaluate)
 
 
+def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
+    from recsys.bench_run import run_bench
+
+    sizes = [int(x) for x in args.sizes.split(",") if x.strip()]
+    result = run_bench(settings, Path(args.dataset) if args.dataset else None, sizes, args.encode,
+                       args.clients, args.requests, not args.skip_api)
+    Path(args.out).write_text(json.dumps(result, indent=2))
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+def _add_bench(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("bench", help="encoder, index and API speed, written as JSON")
+    p.add_argument("--dataset", help="data set folder whose articles are embedded for the real-vector index runs")
+    p.add_argument("--sizes", default="100000", help="synthetic corpus sizes, comma-separated (e.g. 100000,1000000)")
+    p.add_argument("--encode", type=int, default=512, help="texts encoded for the throughput run")
+    p.add_argument("--clients", type=int, default=8, help="concurrent HTTP clients")
+    p.add_argument("--requests", type=int, default=50, help="requests per client")
+    p.add_argument("--skip-api", action="store_true")
+    p.add_argument("--out", default="bench.json")
+    p.set_defaults(func=cmd_bench)
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="recsys", description="Related headlines for news sites.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -176,6 +199,7 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("info", help="model, index manifest and article count")
     p.set_defaults(func=cmd_info)
     _add_evaluate(sub)
+    _add_bench(sub)
     return parser
 
 
