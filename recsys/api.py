@@ -1,47 +1,38 @@
-"""HTTP stage: the FastAPI app factory. The model and index are loaded once, in create_app."""
+"""HTTP stage: the FastAPI app factory. The model and index are loaded once, in create_app.
+
+Middleware, outermost first: metrics (sees every answer), CORS (configured origins only), size
+limits. Routes then depend on the Guard: anonymous reads are rate-limited per client, writes and
+the click-through report need an API key, and /healthz, /metrics and /widget.js are exempt.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
+from datetime import datetime
 from typing import Any, Literal
 
-from fastapi import FastAPI, Query, Request
-from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
+from fastapi import Depends, FastAPI, Query, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from pydantic import BaseModel, Field
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from recsys import demo
-from recsys.engine import Engine, Related, open_engine
-from recsys.errors import InvalidInput, NotFound, PayloadTooLarge, RecsysError
+from recsys import demo, widget
+from recsys.answers import Answers, RelatedResponse, make_filters, params_key, related_response
+from recsys.cache import ResponseCache, etag_matches
+from recsys.engine import Engine, open_engine
+from recsys.errors import InvalidInput, PayloadTooLarge, RecsysError
+from recsys.events import EventStore, ctr_by_position, parse_events
 from recsys.ingest import parse_article
-from recsys.recommend import Filters
+from recsys.monitoring import MetricsMiddleware, Monitoring
+from recsys.protection import ApiKeys, BodyLimit, Guard, TokenBucket, split_csv
 from recsys.settings import Settings
 
 log = logging.getLogger(__name__)
 
-
-class Item(BaseModel):
-    id: str
-    url: str | None
-    title: str
-    source: str | None
-    published_at: str | None
-    lang: str
-    score: float
-    section: str | None = None
-    image_url: str | None = None
-
-
-class RelatedResponse(BaseModel):
-    article_id: str | None = Field(description="the article the block is for (null for a draft)")
-    items: list[Item]
-    count: int
-    limit: int
-    lang_policy: str
-    relaxed: list[str] = Field(description="filters relaxed, in order, to fill the limit")
-    model: str
-    index_build: str
+LangPolicy = Literal["same", "any"]
 
 
 class DraftRequest(BaseModel):
@@ -49,62 +40,10 @@ class DraftRequest(BaseModel):
     text: str = Field(default="", max_length=100_000)
     lang: str | None = Field(default=None, pattern=r"^[a-z]{2}$")
     limit: int | None = Field(default=None, ge=1)
-    lang_policy: Literal["same", "any"] = "same"
+    lang_policy: LangPolicy = "same"
     max_age_days: float | None = Field(default=None, gt=0)
     section: str | None = None
     exclude: list[str] = Field(default_factory=list)
-
-
-class BodyLimit:
-    """Refuse request bodies over `max_bytes` with 413, counting streamed chunks too."""
-
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
-        self.app, self.max_bytes = app, max_bytes
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            return await self.app(scope, receive, send)
-        declared = dict(scope.get("headers") or []).get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
-            return await _too_large(self.max_bytes)(scope, receive, send)
-        seen = 0
-
-        async def counting() -> Message:
-            nonlocal seen
-            message = await receive()
-            seen += len(message.get("body", b""))
-            if seen > self.max_bytes:
-                raise PayloadTooLarge(f"request body over {self.max_bytes} bytes")
-            return message
-
-        await self.app(scope, counting, send)
-
-
-def _too_large(limit: int) -> JSONResponse:
-    return JSONResponse({"detail": f"request body over {limit} bytes"}, status_code=413)
-
-
-def _filters(settings: Settings, limit: int | None, lang_policy: str, max_age_days: float | None,
-             section: str | None, exclude: list[str]) -> Filters:
-    ids = frozenset(part.strip() for value in exclude for part in value.split(",") if part.strip())
-    capped = min(settings.default_limit if limit is None else limit, settings.max_limit)
-    return Filters(capped, lang_policy, max_age_days, section or None, ids)
-
-
-def _response(engine: Engine, article_id: str | None, related: Related, filters: Filters) -> RelatedResponse:
-    items = [
-        Item(
-            id=a.id, url=a.url, title=a.title, source=a.source, lang=a.lang, score=round(score, 6),
-            published_at=a.published_at.isoformat() if a.published_at else None,
-            section=a.section, image_url=a.image_url,
-        )
-        for a, score in related.items
-    ]
-    return RelatedResponse(
-        article_id=article_id, items=items, count=len(items), limit=filters.limit,
-        lang_policy=filters.lang_policy, relaxed=related.relaxed, model=engine.embedder.name,
-        index_build=engine.live.manifest.build_id,
-    )
 
 
 async def _json_body(request: Request) -> Any:
@@ -125,77 +64,168 @@ def _batch(body: Any, max_batch: int) -> list[Any]:
     return rows
 
 
+def _changed_ids(engine: Engine, articles: list[Any]) -> set[str]:
+    """Ids whose stored state the upsert changes (re-sent unchanged articles keep their cache entries)."""
+    before = {a.id: a.model_dump(mode="json") for a in engine.store.get_many([a.id for a in articles])}
+    return {a.id for a in articles if before.get(a.id) != a.model_dump(mode="json")}
+
+
+def _upsert(engine: Engine, cache: ResponseCache, rows: list[Any]) -> JSONResponse:
+    good, errors = [], []
+    for position, raw in enumerate(rows):
+        try:
+            good.append(parse_article(raw))
+        except InvalidInput as exc:
+            ident = raw.get("id") if isinstance(raw, dict) else None
+            errors.append({"index": position, "id": ident, "reason": exc.message})
+    changed = _changed_ids(engine, good) if good else set()
+    result = engine.upsert(good) if good else None
+    cache.invalidate(changed)
+    body = {"stored": len(good), "errors": errors, **(result.__dict__ if result else {})}
+    if not good:
+        body["detail"] = f"no valid article among {len(rows)}: {errors[0]['reason']}"
+    return JSONResponse(body, status_code=200 if good else 422)
+
+
+def _add_middleware(app: FastAPI, settings: Settings, monitoring: Monitoring) -> None:
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes, max_url_bytes=settings.max_url_bytes,
+                       per_path={"/v1/events": settings.max_event_body_bytes})
+    origins = split_csv(settings.cors_origins)
+    if origins:
+        # No X-API-Key in allow_headers: pages on other origins must never send write keys.
+        app.add_middleware(CORSMiddleware, allow_origins=origins, allow_methods=["GET", "POST"],
+                           allow_headers=["Content-Type"], expose_headers=["ETag", "Retry-After"], max_age=600)
+    app.add_middleware(MetricsMiddleware, monitoring=monitoring, root=lambda: app)
+
+
 def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
     """The API over one recsys instance; loads model and index now unless an engine is given."""
     engine = engine or open_engine(settings)
     app = FastAPI(title="recsys", version="0.1.0", description="Related headlines for news sites")
-    app.state.engine = engine
-    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    cache = ResponseCache(settings.cache_max_entries, settings.cache_max_age)
+    guard = Guard(ApiKeys(split_csv(settings.api_keys)),
+                  TokenBucket(settings.rate_limit_per_s, settings.rate_limit_burst, settings.rate_limit_clients),
+                  settings.trusted_proxy_hops, split_csv(settings.cors_origins))
+    monitoring = Monitoring(engine, cache, guard)
+    app.state.engine, app.state.cache, app.state.guard, app.state.monitoring = engine, cache, guard, monitoring
+    app.state.events = EventStore(engine.store.path)
+    _add_middleware(app, settings, monitoring)
+    if not split_csv(settings.api_keys):
+        log.warning("RECSYS_API_KEYS is unset: writes over HTTP (POST/DELETE /v1/articles) are refused")
 
     @app.exception_handler(RecsysError)
     async def _recsys_error(_: Request, exc: RecsysError) -> JSONResponse:
-        return JSONResponse({"detail": exc.message}, status_code=exc.http_status)
+        return JSONResponse({"detail": exc.message}, status_code=exc.http_status, headers=exc.headers())
 
-    @app.get("/v1/related/{article_id}", response_model=RelatedResponse, tags=["related"])
-    def related_by_id(
-        article_id: str,
-        limit: int | None = Query(None, ge=1, description=f"items wanted (capped at {settings.max_limit})"),
-        lang_policy: Literal["same", "any"] = "same",
-        max_age_days: float | None = Query(None, gt=0),
-        section: str | None = None,
-        exclude: list[str] = Query(default_factory=list, description="ids to leave out (repeat or comma-separate)"),
-    ) -> RelatedResponse:
-        filters = _filters(settings, limit, lang_policy, max_age_days, section, exclude)
-        return _response(engine, article_id, engine.related_to_article(article_id, filters), filters)
+    answers = Answers(engine, cache, settings)
+    _related_routes(app, settings, answers, guard)
+    _article_routes(app, settings, answers, guard)
+    _event_routes(app, settings, guard, monitoring)
+    _page_routes(app, settings, engine, guard, monitoring)
+    return app
 
-    @app.get("/v1/related", response_model=RelatedResponse, tags=["related"])
-    def related_by_url(
-        url: str = Query(..., min_length=1, description="canonical URL of a stored article"),
-        limit: int | None = Query(None, ge=1),
-        lang_policy: Literal["same", "any"] = "same",
-        max_age_days: float | None = Query(None, gt=0),
-        section: str | None = None,
-        exclude: list[str] = Query(default_factory=list),
-    ) -> RelatedResponse:
-        filters = _filters(settings, limit, lang_policy, max_age_days, section, exclude)
-        article = engine.store.get_by_url(url)
-        if article is None:
-            raise NotFound(f"no article with url {url!r}")
-        return _response(engine, article.id, engine.related_to_article(article.id, filters), filters)
 
-    @app.post("/v1/related", response_model=RelatedResponse, tags=["related"])
+def _related_routes(app: FastAPI, settings: Settings, answers: Answers, guard: Guard) -> None:
+    engine, read = answers.engine, [Depends(guard.read)]
+    limit_q = Query(None, ge=1, description=f"items wanted (capped at {settings.max_limit})")
+    exclude_q = Query(default_factory=list, description="ids to leave out (repeat or comma-separate)")
+    url_q = Query(..., min_length=1, description="canonical URL of a stored article")
+    lang_q = Query(None, pattern=r"^[a-z]{2}$", description="page language (heading, dates)")
+    answer = {"model": RelatedResponse, "description": "the block; 304 when If-None-Match matches its ETag"}
+
+    @app.get("/v1/related/{article_id}", responses={200: answer}, dependencies=read, tags=["related"])
+    def related_by_id(request: Request, article_id: str, limit: int | None = limit_q,
+                      lang_policy: LangPolicy = "same", max_age_days: float | None = Query(None, gt=0),
+                      section: str | None = None, exclude: list[str] = exclude_q) -> Response:
+        filters = make_filters(settings, limit, lang_policy, max_age_days, section, exclude)
+        key = ("json", "id", article_id, params_key(filters))
+        return answers.serve(request, key, lambda b: answers.json(answers.article(article_id), filters, key, b))
+
+    @app.get("/v1/related", responses={200: answer}, dependencies=read, tags=["related"])
+    def related_by_url(request: Request, url: str = url_q, limit: int | None = limit_q, lang_policy: LangPolicy = "same",
+                       max_age_days: float | None = Query(None, gt=0), section: str | None = None,
+                       exclude: list[str] = exclude_q) -> Response:
+        filters = make_filters(settings, limit, lang_policy, max_age_days, section, exclude)
+        key = ("json", "url", url, params_key(filters))
+        return answers.serve(request, key, lambda b: answers.json(answers.article(url=url), filters, key, b))
+
+    @app.get("/v1/related/{article_id}/fragment", response_class=HTMLResponse, dependencies=read, tags=["related"])
+    def related_fragment(request: Request, article_id: str, limit: int | None = limit_q,
+                         lang_policy: LangPolicy = "same", max_age_days: float | None = Query(None, gt=0),
+                         section: str | None = None, exclude: list[str] = exclude_q, lang: str | None = lang_q,
+                         thumbnails: bool = False) -> Response:
+        """The block as server-rendered HTML, for pages without JavaScript."""
+        filters = make_filters(settings, limit, lang_policy, max_age_days, section, exclude)
+        key = ("html", "id", article_id, params_key(filters), lang, thumbnails)
+        return answers.serve(request, key, lambda b: answers.fragment(
+            answers.article(article_id), filters, key, b, lang, thumbnails))
+
+    @app.post("/v1/related", response_model=RelatedResponse, dependencies=read, tags=["related"])
     def related_to_draft(draft: DraftRequest) -> RelatedResponse:
-        filters = _filters(settings, draft.limit, draft.lang_policy, draft.max_age_days, draft.section, draft.exclude)
+        filters = make_filters(settings, draft.limit, draft.lang_policy, draft.max_age_days, draft.section, draft.exclude)
         lang = draft.lang or parse_article({"id": "draft", "title": draft.title or draft.text}).lang
-        return _response(engine, None, engine.related_to_draft(draft.title, draft.text, lang, filters), filters)
+        return related_response(engine, None, engine.related_to_draft(draft.title, draft.text, lang, filters), filters)
 
-    @app.post("/v1/articles", tags=["articles"])
-    async def upsert_articles(request: Request) -> JSONResponse:
-        rows = _batch(await _json_body(request), settings.max_batch)
-        good, errors = [], []
-        for position, raw in enumerate(rows):
-            try:
-                good.append(parse_article(raw))
-            except InvalidInput as exc:
-                ident = raw.get("id") if isinstance(raw, dict) else None
-                errors.append({"index": position, "id": ident, "reason": exc.message})
-        result = engine.upsert(good) if good else None
-        body = {"stored": len(good), "errors": errors, **(result.__dict__ if result else {})}
-        if not good:
-            body["detail"] = f"no valid article among {len(rows)}: {errors[0]['reason']}"
-        return JSONResponse(body, status_code=200 if good else 422)
 
-    @app.get("/v1/articles/{article_id}", tags=["articles"])
+def _article_routes(app: FastAPI, settings: Settings, answers: Answers, guard: Guard) -> None:
+    engine, cache, keyed = answers.engine, answers.cache, [Depends(guard.keyed)]
+
+    @app.get("/v1/articles/{article_id}", dependencies=[Depends(guard.read)], tags=["articles"])
     def get_article(article_id: str) -> dict[str, Any]:
-        article = engine.store.get(article_id)
-        if article is None:
-            raise NotFound(f"no article with id {article_id!r}")
-        return article.model_dump(mode="json")
+        return answers.article(article_id).model_dump(mode="json")
 
-    @app.delete("/v1/articles/{article_id}", tags=["articles"])
+    @app.post("/v1/articles", dependencies=keyed, tags=["articles"])
+    async def upsert_articles(request: Request) -> JSONResponse:
+        """Batch upsert; needs the X-API-Key header."""
+        rows = _batch(await _json_body(request), settings.max_batch)
+        return await run_in_threadpool(_upsert, engine, cache, rows)
+
+    @app.delete("/v1/articles/{article_id}", dependencies=keyed, tags=["articles"])
     def delete_article(article_id: str) -> dict[str, str]:
+        """Delete an article; needs the X-API-Key header. Cached answers that show it are dropped."""
         engine.delete(article_id)
+        cache.invalidate([article_id])
         return {"deleted": article_id}
+
+
+def _event_routes(app: FastAPI, settings: Settings, guard: Guard, monitoring: Monitoring) -> None:
+    events_store: EventStore = app.state.events
+
+    @app.post("/v1/events", dependencies=[Depends(guard.page_origin), Depends(guard.read)], tags=["events"])
+    async def post_events(request: Request) -> dict[str, int]:
+        """Impressions and clicks from the widget (any content type: sendBeacon posts text/plain)."""
+        events = parse_events(await _json_body(request), settings.max_events)
+        stored = await run_in_threadpool(events_store.record, events)
+        for event in events:
+            monitoring.events.labels(event.type).inc(len(event.rows()))
+        return {"stored": stored}
+
+    @app.get("/v1/events/ctr", dependencies=[Depends(guard.keyed)], tags=["events"])
+    def click_through(since: datetime | None = None, until: datetime | None = None) -> dict[str, Any]:
+        """Impressions, clicks and click-through rate by position; needs the X-API-Key header."""
+        bounds = [None if t is None else t.timestamp() for t in (since, until)]
+        stats = ctr_by_position(events_store.counts(*bounds))
+        return {
+            "positions": [{"position": s.position, "impressions": s.impressions, "clicks": s.clicks, "ctr": s.ctr}
+                          for s in stats],
+            "impressions": sum(s.impressions for s in stats), "clicks": sum(s.clicks for s in stats),
+        }
+
+
+def _page_routes(app: FastAPI, settings: Settings, engine: Engine, guard: Guard, monitoring: Monitoring) -> None:
+    script = widget.widget_js()
+    script_etag = '"' + hashlib.sha256(script).hexdigest()[:32] + '"'
+
+    @app.get("/widget.js", include_in_schema=False)
+    def widget_script(request: Request) -> Response:
+        headers = {"ETag": script_etag, "Cache-Control": f"public, max-age={settings.widget_max_age}"}
+        if etag_matches(request.headers.get("if-none-match"), script_etag):
+            return Response(status_code=304, headers=headers)
+        return Response(script, media_type="text/javascript; charset=utf-8", headers=headers)
+
+    @app.get("/metrics", include_in_schema=False)
+    def metrics() -> Response:
+        return Response(monitoring.render(), media_type=monitoring.content_type)
 
     @app.get("/healthz", tags=["ops"])
     def healthz() -> dict[str, object]:
@@ -205,10 +235,9 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
     def root() -> RedirectResponse:
         return RedirectResponse("/demo")
 
-    @app.get("/demo", response_class=HTMLResponse, include_in_schema=False)
-    @app.get("/demo/{article_id}", response_class=HTMLResponse, include_in_schema=False)
-    def demo_page(article_id: str | None = None, lang_policy: Literal["same", "any"] = "same") -> HTMLResponse:
+    @app.get("/demo", response_class=HTMLResponse, include_in_schema=False, dependencies=[Depends(guard.read)])
+    @app.get("/demo/{article_id}", response_class=HTMLResponse, include_in_schema=False,
+             dependencies=[Depends(guard.read)])
+    def demo_page(article_id: str | None = None, lang_policy: LangPolicy = "same") -> HTMLResponse:
         return HTMLResponse(demo.page(engine, article_id, lang_policy))
-
-    return app
 

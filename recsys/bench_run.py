@@ -61,7 +61,7 @@ def _api(settings: Settings, embedder, clients: int, per_client: int) -> dict:  
     folder = Path(tempfile.mkdtemp(prefix="recsys-bench-"))
     # Rate limiting off: the benchmark is one client hammering on purpose.
     local = settings.model_copy(update={"db_path": folder / "bench.db", "index_dir": folder / "index",
-                                        "rate_limit_per_s": 0.0})
+                                        "rate_limit_per_s": 0.0, "cache_max_entries": 0})
     engine = open_engine(local, embedder=embedder)
     articles = read_articles(sample_corpus())[0]
     engine.upsert(articles)

@@ -1,4 +1,9 @@
-"""The demo article page: one article with its related block, rendered as on the customer's site."""
+"""The demo article page: one article, server-rendered, with its related block drawn by the widget.
+
+The page embeds the block the way a customer's site would: a placeholder element plus one
+`<script src="/widget.js" async>` tag. The widget fetches /v1/related when the block nears the
+viewport; if that fails, the placeholder keeps its fallback content and the page is unaffected.
+"""
 
 from __future__ import annotations
 
@@ -6,25 +11,23 @@ from html import escape
 from typing import TYPE_CHECKING
 
 from recsys.errors import NotFound
-from recsys.recommend import Filters
 from recsys.store import Article
 
 if TYPE_CHECKING:
     from recsys.engine import Engine
 
+# The widget's own look is tuned here only through its CSS variables, as a customer would do.
 STYLE = """
 body{font-family:Georgia,serif;max-width:60rem;margin:2rem auto;padding:0 1rem;color:#222;display:flex;gap:2rem}
 main{flex:3} aside{flex:1;font-size:.9rem} a{color:#0b5394;text-decoration:none} a:hover{text-decoration:underline}
-.meta{color:#666;font-size:.9rem} .related{border-top:3px solid #222;margin-top:2rem;padding-top:.5rem}
-.related h2{font-size:1.1rem;text-transform:uppercase;letter-spacing:.05em} .related li{margin:.4rem 0}
+.meta{color:#666;font-size:.9rem} .related{margin-top:2rem;min-height:6rem}
 .outlet{color:#666} .note{color:#999;font-size:.8rem}
+.recsys{--recsys-font:Georgia,serif;--recsys-link-color:#0b5394;--recsys-border:3px solid #222}
 """
-
-HEADINGS = {"uk": "Читайте також", "ru": "Читайте также"}
 
 
 def headline_link(article: Article) -> str:
-    """One entry of the block: 'Headline – Outlet', linking to the article's demo page."""
+    """One entry of the 'Latest' list: 'Headline – Outlet', linking to the article's demo page."""
     outlet = f' <span class="outlet">– {escape(article.source)}</span>' if article.source else ""
     return f'<a href="/demo/{escape(article.id)}" data-url="{escape(article.url or "")}">{escape(article.title)}</a>{outlet}'
 
@@ -40,6 +43,14 @@ def _provenance(article: Article) -> str:
     return f'<p class="meta">Translated from <a href="{escape(article.original_url)}">{origin}</a> ({escape(article.original_lang or "?")})</p>'
 
 
+def placeholder(article: Article, limit: int, lang_policy: str) -> str:
+    """The widget's placeholder: what a customer puts under each article."""
+    ident = escape(article.id)
+    return (f'<div class="related" id="related" data-recsys-article="{ident}" data-recsys-limit="{limit}" '
+            f'data-recsys-lang-policy="{escape(lang_policy)}" data-recsys-href="/demo/{{id}}"></div>\n'
+            '<script src="/widget.js" async></script>')
+
+
 def page(engine: Engine, article_id: str | None, lang_policy: str = "same") -> str:
     """Full HTML of the demo page for an article (the newest one when no id is given)."""
     article = engine.store.get(article_id) if article_id else next(iter(engine.store.latest(1, "uk")), None)
@@ -49,14 +60,12 @@ def page(engine: Engine, article_id: str | None, lang_policy: str = "same") -> s
         if article_id:
             raise NotFound(f"no article with id {article_id!r}")
         return f"<!doctype html><html><head><style>{STYLE}</style></head><body><main><p>No articles yet: run <code>recsys ingest FILE</code>.</p></main></body></html>"
-    related = engine.related_to_article(article.id, Filters(limit=engine.settings.default_limit, lang_policy=lang_policy))
-    block = "\n".join(f"<li>{headline_link(a)}</li>" for a, _ in related.items)
-    relaxed = f'<p class="note">relaxed to fill the block: {", ".join(related.relaxed)}</p>' if related.relaxed else ""
     latest = "\n".join(f"<li>{headline_link(a)}</li>" for a in engine.store.latest(12, article.lang))
     other = "any" if lang_policy == "same" else "same"
-    heading = HEADINGS.get(article.lang, "Related")
+    ident = escape(article.id)
     return f"""<!doctype html>
 <html lang="{escape(article.lang)}"><head><meta charset="utf-8"><title>{escape(article.title)}</title>
+<meta name="viewport" content="width=device-width, initial-scale=1">
 <style>{STYLE}</style></head>
 <body><main><article>
 <h1>{escape(article.title)}</h1>
@@ -64,14 +73,12 @@ def page(engine: Engine, article_id: str | None, lang_policy: str = "same") -> s
 {_provenance(article)}
 <p>{escape(article.text)}</p>
 </article>
-<section class="related" aria-labelledby="related-heading">
-<h2 id="related-heading">{escape(heading)}</h2>
-<ul>
-{block}
-</ul>{relaxed}
-<p class="note">languages: {escape(lang_policy)} · <a href="/demo/{escape(article.id)}?lang_policy={other}">show {other}</a>
-· <a href="/v1/related/{escape(article.id)}?lang_policy={escape(lang_policy)}">JSON</a> · <a href="/docs">API docs</a></p>
-</section></main>
+{placeholder(article, engine.settings.default_limit, lang_policy)}
+<p class="note">languages: {escape(lang_policy)} · <a href="/demo/{ident}?lang_policy={other}">show {other}</a>
+· <a href="/v1/related/{ident}?lang_policy={escape(lang_policy)}">JSON</a>
+· <a href="/v1/related/{ident}/fragment?lang_policy={escape(lang_policy)}">HTML fragment</a>
+· <a href="/docs">API docs</a></p>
+</main>
 <aside><h2>Latest</h2><ul>
 {latest}
 </ul></aside></body></html>"""

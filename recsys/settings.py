@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -48,3 +48,22 @@ class Settings(BaseSettings):
 
     max_body_bytes: int = Field(default=5_000_000, ge=1024)
     max_batch: int = Field(default=1000, ge=1, description="articles per POST /v1/articles")
+    max_url_bytes: int = Field(default=8192, ge=256, description="request path plus query string")
+    max_event_body_bytes: int = Field(default=65_536, ge=1024, description="body of POST /v1/events")
+    max_events: int = Field(default=100, ge=1, description="events per POST /v1/events")
+    max_exclude: int = Field(default=100, ge=0, description="ids in a related request's exclude")
+
+    api_keys: SecretStr = Field(
+        default=SecretStr(""), description="comma-separated keys for writes (X-API-Key); unset = writes refused"
+    )
+    cors_origins: str = Field(default="", description="comma-separated origins allowed to call the API from pages")
+    rate_limit_per_s: float = Field(default=10.0, ge=0.0, description="reads per second per client (0 = off)")
+    rate_limit_burst: int = Field(default=50, ge=1, description="reads a client may make at once")
+    rate_limit_clients: int = Field(default=100_000, ge=1, description="clients tracked before the idlest go")
+    trusted_proxy_hops: int = Field(
+        default=0, ge=0, description="proxies in front that append to X-Forwarded-For (0 = use the socket peer)"
+    )
+    cache_max_age: int = Field(default=60, ge=0, description="seconds related answers stay fresh (HTTP and in-process)")
+    cache_stale_while_revalidate: int = Field(default=600, ge=0, description="Cache-Control stale-while-revalidate")
+    cache_max_entries: int = Field(default=10_000, ge=0, description="answers kept in the in-process cache (0 = off)")
+    widget_max_age: int = Field(default=3600, ge=0, description="Cache-Control max-age of /widget.js")

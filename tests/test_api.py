@@ -4,14 +4,19 @@ from __future__ import annotations
 
 import pytest
 from fastapi.testclient import TestClient
+from pydantic import SecretStr
 
 from conftest import STORY_OF
 from recsys.api import create_app
 
+KEY = "test-key"
+
 
 @pytest.fixture()
 def client(engine, settings) -> TestClient:  # noqa: ANN001
-    return TestClient(create_app(settings, engine))
+    """A client that sends a valid API key with every request (writes need one)."""
+    keyed = settings.model_copy(update={"api_keys": SecretStr(KEY)})
+    return TestClient(create_app(keyed, engine), headers={"X-API-Key": KEY})
 
 
 def test_related_by_id_fills_limit_same_story_first(client: TestClient) -> None:
@@ -74,8 +79,8 @@ def test_bad_requests_get_4xx_with_a_message(client: TestClient, method: str, pa
 
 
 def test_oversized_bodies_are_refused(engine, settings) -> None:  # noqa: ANN001
-    small = settings.model_copy(update={"max_body_bytes": 2048, "max_batch": 3})
-    client = TestClient(create_app(small, engine))
+    small = settings.model_copy(update={"max_body_bytes": 2048, "max_batch": 3, "api_keys": SecretStr(KEY)})
+    client = TestClient(create_app(small, engine), headers={"X-API-Key": KEY})
     big = client.post("/v1/articles", json=[{"id": "x", "title": "t" * 4000, "lang": "en"}])
     assert big.status_code == 413 and "bytes" in big.json()["detail"]
 
@@ -114,8 +119,12 @@ def test_health_docs_and_demo_page(client: TestClient) -> None:
     assert client.get("/docs").status_code == 200
     assert "/v1/related/{article_id}" in client.get("/openapi.json").json()["paths"]
     page = client.get("/demo/b1")
-    assert page.status_code == 200 and 'aria-labelledby="related-heading"' in page.text
-    assert "– Голос Харкова" in page.text  # b2, the same story, with its outlet
+    # The related block is drawn by the widget (tests/test_widget_browser.py checks it in Chromium).
+    assert page.status_code == 200 and 'data-recsys-article="b1"' in page.text
+    assert '<script src="/widget.js" async></script>' in page.text and "<h1>Повінь у Дніпрі" in page.text
+    fragment = client.get("/v1/related/b1/fragment").text  # the same block, server-rendered
+    assert 'aria-labelledby="recsys-heading-' in fragment and "Читайте також" in fragment
+    assert '<span class="recsys__outlet">– Голос Харкова</span>' in fragment  # b2, the same story, with its outlet
     assert client.get("/", follow_redirects=False).headers["location"] == "/demo"
     assert client.get("/demo").status_code == 200
     assert client.get("/demo/nope").status_code == 404

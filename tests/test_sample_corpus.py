@@ -21,7 +21,8 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
     folder = tmp_path_factory.mktemp("demo")
-    settings = Settings(db_path=folder / "recsys.db", index_dir=folder / "index")  # RECSYS_MODEL unset: default
+    # RECSYS_MODEL unset: the default model. No rate limit: one test client asks for every article.
+    settings = Settings(db_path=folder / "recsys.db", index_dir=folder / "index", rate_limit_per_s=0)
     engine = open_engine(settings)
     articles, errors = read_articles(sample_corpus())
     assert errors == []
@@ -53,7 +54,10 @@ def test_blocks_are_full_unique_and_lead_with_the_same_story(demo) -> None:  # n
 def test_demo_page_shows_headline_and_outlet(demo) -> None:  # noqa: ANN001
     client, articles, _ = demo
     page = client.get("/").text
-    assert "Читайте також" in page and page.count('<span class="outlet">– ') >= 5
+    newest = client.app.state.engine.store.latest(1, "uk")[0]  # the page shown at /
+    assert f'data-recsys-article="{newest.id}"' in page and 'src="/widget.js"' in page
+    fragment = client.get(f"/v1/related/{newest.id}/fragment").text  # the block the widget draws, server-side
+    assert "Читайте також" in fragment and fragment.count('<span class="recsys__outlet">– ') >= 5
     health = client.get("/healthz").json()
     assert health["model"] == "builtin:all-MiniLM-L6-v2" and health["articles"] == len(articles)
     assert health["index"]["count"] == len(articles) and health["dimension"] == 384

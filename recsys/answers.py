@@ -1,0 +1,123 @@
+"""Related answers as cacheable HTTP responses: JSON or an HTML fragment, with ETag, Cache-Control and 304."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Hashable
+
+from pydantic import BaseModel, Field
+from starlette.requests import Request
+from starlette.responses import Response
+
+from recsys import widget
+from recsys.cache import Entry, ResponseCache, etag_matches, make_etag
+from recsys.engine import Engine, Related
+from recsys.errors import InvalidInput, NotFound
+from recsys.recommend import Filters
+from recsys.settings import Settings
+from recsys.store import Article
+
+JSON = "application/json"
+HTML = "text/html; charset=utf-8"
+
+
+class Item(BaseModel):
+    id: str
+    url: str | None
+    title: str
+    source: str | None
+    published_at: str | None
+    lang: str
+    score: float
+    section: str | None = None
+    image_url: str | None = None
+
+
+class RelatedResponse(BaseModel):
+    article_id: str | None = Field(description="the article the block is for (null for a draft)")
+    items: list[Item]
+    count: int
+    limit: int
+    lang_policy: str
+    relaxed: list[str] = Field(description="filters relaxed, in order, to fill the limit")
+    model: str
+    index_build: str
+
+
+def make_filters(settings: Settings, limit: int | None, lang_policy: str, max_age_days: float | None,
+                 section: str | None, exclude: list[str]) -> Filters:
+    """Filters from request parameters: the limit capped, `exclude` split on commas and bounded."""
+    ids = frozenset(part.strip() for value in exclude for part in value.split(",") if part.strip())
+    if len(ids) > settings.max_exclude:
+        raise InvalidInput(f"{len(ids)} ids in exclude; at most {settings.max_exclude}")
+    capped = min(settings.default_limit if limit is None else limit, settings.max_limit)
+    return Filters(capped, lang_policy, max_age_days, section or None, ids)
+
+
+def params_key(filters: Filters) -> tuple[Hashable, ...]:
+    """The filters in a canonical form: equal requests share one cache entry."""
+    return (filters.limit, filters.lang_policy, filters.max_age_days, filters.section, tuple(sorted(filters.exclude)))
+
+
+def related_response(engine: Engine, article_id: str | None, related: Related, filters: Filters,
+                     build_id: str | None = None) -> RelatedResponse:
+    """The JSON model of a related block."""
+    items = [
+        Item(
+            id=a.id, url=a.url, title=a.title, source=a.source, lang=a.lang, score=round(score, 6),
+            published_at=a.published_at.isoformat() if a.published_at else None,
+            section=a.section, image_url=a.image_url,
+        )
+        for a, score in related.items
+    ]
+    return RelatedResponse(
+        article_id=article_id, items=items, count=len(items), limit=filters.limit,
+        lang_policy=filters.lang_policy, relaxed=related.relaxed, model=engine.embedder.name,
+        index_build=build_id or engine.live.manifest.build_id,
+    )
+
+
+class Answers:
+    """Serves related blocks through the response cache."""
+
+    def __init__(self, engine: Engine, cache: ResponseCache, settings: Settings) -> None:
+        self.engine, self.cache = engine, cache
+        self.cache_control = (f"public, max-age={settings.cache_max_age}, "
+                              f"stale-while-revalidate={settings.cache_stale_while_revalidate}")
+
+    def serve(self, request: Request, key: Hashable, compute: Callable[[str], Entry]) -> Response:
+        """The cached answer for `key` (computed on a miss), or 304 when the client's copy is current."""
+        build_id = self.engine.live.manifest.build_id
+        entry = self.cache.get(key, build_id)
+        if entry is None:
+            token = self.cache.token()
+            entry = self.cache.put(key, compute(build_id), token)
+        headers = {"ETag": entry.etag, "Cache-Control": self.cache_control}
+        if entry.media_type == HTML:
+            headers |= {"Content-Security-Policy": widget.FRAGMENT_CSP, "X-Content-Type-Options": "nosniff"}
+        if etag_matches(request.headers.get("if-none-match"), entry.etag):
+            return Response(status_code=304, headers=headers)
+        return Response(entry.body, media_type=entry.media_type, headers=headers)
+
+    def article(self, article_id: str | None = None, url: str | None = None) -> Article:
+        """The query article by id or canonical URL; NotFound names what was asked for."""
+        article = self.engine.store.get(article_id) if article_id is not None else self.engine.store.get_by_url(url or "")
+        if article is None:
+            raise NotFound(f"no article with id {article_id!r}" if article_id is not None else f"no article with url {url!r}")
+        return article
+
+    def json(self, article: Article, filters: Filters, key: Hashable, build_id: str) -> Entry:
+        related = self.engine.related_to_article(article.id, filters)
+        body = related_response(self.engine, article.id, related, filters, build_id).model_dump_json()
+        return self._entry(body.encode(), JSON, key, build_id, article, related)
+
+    def fragment(self, article: Article, filters: Filters, key: Hashable, build_id: str,
+                 lang: str | None, thumbnails: bool) -> Entry:
+        related = self.engine.related_to_article(article.id, filters)
+        body = widget.fragment(article.id, related.items, lang or article.lang, thumbnails)
+        return self._entry(body.encode(), HTML, key, build_id, article, related)
+
+    @staticmethod
+    def _entry(body: bytes, media_type: str, key: Hashable, build_id: str, article: Article, related: Related) -> Entry:
+        etag = make_etag(build_id, key, article, related.items, related.relaxed)
+        ids = frozenset([article.id, *(a.id for a, _ in related.items)])
+        return Entry(body, media_type, etag, build_id, ids)

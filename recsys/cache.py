@@ -1,0 +1,124 @@
+"""In-process cache of related answers, with ETags and targeted invalidation.
+
+Each entry remembers which articles its answer contains. A changed or deleted article drops
+exactly the entries that show it or are about it, not the whole cache. A new article cannot
+be traced to the answers it would enter, so those pick it up when their entries expire
+(`RECSYS_CACHE_MAX_AGE`). Entries made under another index build are never served.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Hashable, Iterable, Sequence
+from dataclasses import dataclass
+
+from recsys.store import Article
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One cached answer."""
+
+    body: bytes
+    media_type: str
+    etag: str
+    build_id: str
+    article_ids: frozenset[str]
+    expires: float = 0.0
+
+
+def article_state(article: Article) -> dict[str, object]:
+    """Everything that an answer may show about an article (its whole stored state)."""
+    return article.model_dump(mode="json")
+
+
+def make_etag(build_id: str, key: Hashable, query: Article | None,
+              items: Sequence[tuple[Article, float]], relaxed: Sequence[str]) -> str:
+    """A strong ETag from the index build, the request, the query article and each item's state."""
+    state = [
+        build_id, repr(key), article_state(query) if query else None,
+        [[article_state(a), round(score, 6)] for a, score in items], list(relaxed),
+    ]
+    digest = hashlib.sha256(json.dumps(state, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
+    return f'"{digest[:32]}"'
+
+
+def etag_matches(if_none_match: str | None, etag: str) -> bool:
+    """RFC 9110 weak comparison of an If-None-Match header against our ETag."""
+    if not if_none_match:
+        return False
+    tags = [tag.strip() for tag in if_none_match.split(",")]
+    return "*" in tags or any(tag.removeprefix("W/") == etag for tag in tags)
+
+
+class ResponseCache:
+    """LRU of answers keyed by (kind, path, normalised parameters), with an article -> keys map."""
+
+    def __init__(self, max_entries: int, ttl: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.max_entries, self.ttl, self.clock = max_entries, ttl, clock
+        self._entries: OrderedDict[Hashable, Entry] = OrderedDict()
+        self._by_article: dict[str, set[Hashable]] = {}
+        self._lock = threading.Lock()
+        self._generation = 0
+        self.hits = self.misses = 0
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def token(self) -> int:
+        """Take before computing an answer; `put` refuses it if anything was invalidated meanwhile."""
+        return self._generation
+
+    def get(self, key: Hashable, build_id: str) -> Entry | None:
+        """A fresh entry made under `build_id`, or None."""
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is not None and (entry.build_id != build_id or entry.expires <= self.clock()):
+                self._drop(key)
+                entry = None
+            if entry is None:
+                self.misses += 1
+                return None
+            self._entries.move_to_end(key)
+            self.hits += 1
+            return entry
+
+    def put(self, key: Hashable, entry: Entry, token: int) -> Entry:
+        """Store `entry` (stamped with its expiry) unless an invalidation happened since `token`."""
+        entry = Entry(entry.body, entry.media_type, entry.etag, entry.build_id, entry.article_ids,
+                      self.clock() + self.ttl)
+        with self._lock:
+            # An answer computed while an article changed may show the old article: not worth keeping.
+            if self.max_entries <= 0 or self.ttl <= 0 or token != self._generation:
+                return entry
+            self._drop(key)
+            self._entries[key] = entry
+            for article_id in entry.article_ids:
+                self._by_article.setdefault(article_id, set()).add(key)
+            while len(self._entries) > self.max_entries:
+                self._drop(next(iter(self._entries)))
+        return entry
+
+    def invalidate(self, article_ids: Iterable[str]) -> int:
+        """Drop the entries that contain or are about any of these articles; how many went."""
+        with self._lock:
+            self._generation += 1
+            keys = {key for article_id in article_ids for key in self._by_article.get(article_id, ())}
+            for key in keys:
+                self._drop(key)
+            return len(keys)
+
+    def _drop(self, key: Hashable) -> None:
+        entry = self._entries.pop(key, None)
+        if entry is None:
+            return
+        for article_id in entry.article_ids:
+            keys = self._by_article.get(article_id)
+            if keys is not None:
+                keys.discard(key)
+                if not keys:
+                    del self._by_article[article_id]

@@ -1,0 +1,74 @@
+"""The in-process response cache: expiry, builds, LRU bound, targeted invalidation, ETag comparison."""
+
+from __future__ import annotations
+
+from recsys.cache import Entry, ResponseCache, etag_matches, make_etag
+from recsys.store import Article
+
+
+def entry(*ids: str, build: str = "b1") -> Entry:
+    return Entry(b"{}", "application/json", '"tag"', build, frozenset(ids))
+
+
+def test_entries_expire_and_belong_to_one_build() -> None:
+    now = [0.0]
+    cache = ResponseCache(max_entries=10, ttl=60, clock=lambda: now[0])
+    cache.put("k", entry("a"), cache.token())
+    assert cache.get("k", "b1") is not None and cache.get("k", "b2") is None  # another build: dropped
+    cache.put("k", entry("a"), cache.token())
+    now[0] = 59.9
+    assert cache.get("k", "b1") is not None
+    now[0] = 60.0
+    assert cache.get("k", "b1") is None and len(cache) == 0
+    assert (cache.hits, cache.misses) == (2, 2)
+
+
+def test_invalidation_drops_only_entries_that_show_the_article() -> None:
+    cache = ResponseCache(max_entries=10, ttl=60)
+    for key, ids in {"q1": ("q1", "x", "y"), "q2": ("q2", "y"), "q3": ("q3", "z")}.items():
+        cache.put(key, entry(*ids), cache.token())
+    assert cache.invalidate(["y"]) == 2 and len(cache) == 1 and cache.get("q3", "b1") is not None
+    assert cache.invalidate(["q3"]) == 1 and cache.invalidate(["nothing"]) == 0 and len(cache) == 0
+
+
+def test_answers_computed_across_an_invalidation_are_not_kept() -> None:
+    cache = ResponseCache(max_entries=10, ttl=60)
+    token = cache.token()  # a request starts computing...
+    cache.invalidate(["a"])  # ...while an article changes
+    cache.put("k", entry("a"), token)
+    assert len(cache) == 0
+    cache.put("k", entry("a"), cache.token())
+    assert len(cache) == 1
+
+
+def test_least_recently_used_entries_go_first() -> None:
+    cache = ResponseCache(max_entries=2, ttl=60)
+    cache.put("old", entry("a"), cache.token())
+    cache.put("mid", entry("b"), cache.token())
+    cache.get("old", "b1")
+    cache.put("new", entry("c"), cache.token())
+    assert cache.get("mid", "b1") is None and cache.get("old", "b1") and cache.get("new", "b1")
+    assert cache.invalidate(["b"]) == 0  # its reverse-map entry went with it
+    assert len(ResponseCache(max_entries=0, ttl=60)) == 0
+
+
+def test_etag_follows_build_request_and_article_state() -> None:
+    q = Article(id="q", title="Query", lang="uk")
+    item = Article(id="i", title="Item", lang="uk", source="A")
+    base = make_etag("build1", ("json", "q", 5), q, [(item, 0.5)], [])
+    assert base == make_etag("build1", ("json", "q", 5), q, [(item, 0.5)], [])
+    changed = [
+        make_etag("build2", ("json", "q", 5), q, [(item, 0.5)], []),
+        make_etag("build1", ("json", "q", 4), q, [(item, 0.5)], []),
+        make_etag("build1", ("json", "q", 5), q.model_copy(update={"text": "new lead"}), [(item, 0.5)], []),
+        make_etag("build1", ("json", "q", 5), q, [(item.model_copy(update={"source": "B"}), 0.5)], []),
+        make_etag("build1", ("json", "q", 5), q, [(item, 0.4)], []),
+        make_etag("build1", ("json", "q", 5), q, [(item, 0.5)], ["section"]),
+    ]
+    assert base not in changed and len(set(changed)) == len(changed)
+
+
+def test_if_none_match_comparison() -> None:
+    assert etag_matches('"abc"', '"abc"') and etag_matches('W/"abc"', '"abc"')
+    assert etag_matches('"x", "abc"', '"abc"') and etag_matches("*", '"abc"')
+    assert not etag_matches('"abcd"', '"abc"') and not etag_matches(None, '"abc"') and not etag_matches("", '"abc"')
