@@ -79,8 +79,12 @@ def _upsert(engine: Engine, cache: ResponseCache, rows: list[Any]) -> JSONRespon
             ident = raw.get("id") if isinstance(raw, dict) else None
             errors.append({"index": position, "id": ident, "reason": exc.message})
     changed = _changed_ids(engine, good) if good else set()
+    vectors_before = engine.store.fingerprints(changed)
     result = engine.upsert(good) if good else None
-    cache.invalidate(changed)
+    moved = {i for i in changed if engine.store.fingerprints([i]).get(i) != vectors_before.get(i)}
+    # A new or re-embedded article may now belong in other blocks; cosine is symmetric, so those
+    # are the blocks of its own nearest neighbours.
+    cache.invalidate(changed | engine.neighbours(moved, engine.settings.invalidate_neighbours))
     body = {"stored": len(good), "errors": errors, **(result.__dict__ if result else {})}
     if not good:
         body["detail"] = f"no valid article among {len(rows)}: {errors[0]['reason']}"

@@ -180,6 +180,17 @@ class Engine:
         pool = [_candidate(sv, score, float(lx)) for (sv, score), lx in zip(stored, lexical_scores)]
         return pool, pairs, {sv.article.id: sv.article for sv, _ in stored}
 
+    def neighbours(self, article_ids: set[str], k: int) -> set[str]:
+        """Ids among the k nearest of each article: the blocks a new or changed article may now enter."""
+        self.sync()
+        found: set[str] = set()
+        for article_id in article_ids:
+            vector = self.store.vector_of(article_id, self.embedder.name)
+            if vector is not None:
+                hits = self.live.search(vector, k)
+                found |= {sv.article.id for sv in self.store.resolve([v for v, _ in hits], self.embedder.name).values()}
+        return found
+
     def similarity(self, a_id: str, b_id: str) -> float:
         """The relevance related() gives b as an answer for a, without the time boost."""
         a, b = self.store.get(a_id), self.store.get(b_id)

@@ -65,5 +65,8 @@ class Settings(BaseSettings):
     )
     cache_max_age: int = Field(default=60, ge=0, description="seconds related answers stay fresh (HTTP and in-process)")
     cache_stale_while_revalidate: int = Field(default=600, ge=0, description="Cache-Control stale-while-revalidate")
+    invalidate_neighbours: int = Field(
+        default=100, ge=0, description="on a write, cached answers of this many nearest articles go stale too"
+    )
     cache_max_entries: int = Field(default=10_000, ge=0, description="answers kept in the in-process cache (0 = off)")
     widget_max_age: int = Field(default=3600, ge=0, description="Cache-Control max-age of /widget.js")

@@ -83,6 +83,17 @@ def test_a_changed_article_stales_only_the_answers_that_show_it(client: TestClie
     assert len(cache) == 2
 
 
+def test_a_new_article_enters_cached_blocks_of_its_neighbours_at_once(client: TestClient) -> None:
+    before = client.get("/v1/related/d1", params={"limit": 1, "exclude": "d2"})
+    assert before.json()["items"][0]["id"] != "d9"
+    new = {"id": "d9", "title": "Нацбанк знизив облікову ставку, інфляція сповільнилась", "lang": "uk",
+           "text": "Облікова ставка Нацбанку знижена до дванадцяти відсотків"}
+    assert client.post("/v1/articles", json=[new], headers={"X-API-Key": KEY}).status_code == 200
+    after = client.get("/v1/related/d1", params={"limit": 1, "exclude": "d2"},
+                       headers={"If-None-Match": before.headers["etag"]})
+    assert after.status_code == 200 and after.json()["items"][0]["id"] == "d9"
+
+
 def test_an_article_of_its_own_and_a_deleted_item_are_invalidated(client: TestClient) -> None:
     cache = client.app.state.cache
     b1 = client.get("/v1/related/b1", params={"limit": 3})
