@@ -62,6 +62,7 @@ class Engine:
         )
         self._build_lock = threading.Lock()
         self._sync_lock = threading.Lock()  # server threads must not add the same new vectors twice
+        self._tf_cache = lexical.TfCache(settings.lexical_cache_entries)
         live = None if rebuild else idx.load_current(
             settings.index_dir, embedder.name, embedder.dimension, settings.hnsw_ef_search
         )
@@ -175,8 +176,9 @@ class Engine:
         pairs = None
         lexical_scores = np.zeros(len(stored))
         if self.live.lexical is not None and self.knobs.lexical_weight > 0 and stored:
-            texts = [self.embedder.text_of(sv.article) for sv, _ in stored]
-            lexical_scores, pairs = lexical.similarities(text, texts, self.live.lexical.idf)
+            texts = {sv.vid: self.embedder.text_of(sv.article) for sv, _ in stored}
+            tf = self._tf_cache.rows([sv.vid for sv, _ in stored], texts.__getitem__)
+            lexical_scores, pairs = lexical.row_similarities(lexical.tf_rows([text]), tf, self.live.lexical.idf)
         pool = [_candidate(sv, score, float(lx)) for (sv, score), lx in zip(stored, lexical_scores)]
         return pool, pairs, {sv.article.id: sv.article for sv, _ in stored}
 

@@ -12,6 +12,7 @@ import re
 import unicodedata
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 import numpy as np
 
@@ -129,12 +130,15 @@ def rank_score(query: Query, cand: Candidate, now_ts: float, knobs: Ranking) -> 
 DIFFERENT, SAME_STORY, COPY = 0, 1, 2
 
 
-def story_relation(a: Candidate, b: Candidate, dense: float, lexical: float, knobs: Ranking) -> int:
+def story_relation(a: Candidate, b: Candidate, dense: float, lexical: float, knobs: Ranking,
+                   same_title: bool | None = None) -> int:
     """COPY for one text told twice (a translation link, the same headline, near-identical vectors or
     n-grams); SAME_STORY for shared wording above the lexical threshold; else DIFFERENT."""
     links_a = {a.url, a.original_url} - {None}
     links_b = {b.url, b.original_url} - {None}
-    if links_a & links_b or (a.title and _norm_title(a.title) == _norm_title(b.title)):
+    if same_title is None:
+        same_title = bool(a.title) and _norm_title(a.title) == _norm_title(b.title)
+    if links_a & links_b or same_title:
         return COPY
     if dense >= knobs.dedup_threshold or lexical >= knobs.copy_lexical_threshold:
         return COPY
@@ -142,6 +146,7 @@ def story_relation(a: Candidate, b: Candidate, dense: float, lexical: float, kno
 
 
 Relation = Callable[[Candidate, Candidate], int]
+PairSims = Any  # anything indexable as [i, j]: an array, or lexical.LazyGram
 
 
 def collapse(ordered: Sequence[Candidate], reader_lang: str | None, relation: Relation) -> list[Candidate]:
@@ -167,16 +172,18 @@ def collapse(ordered: Sequence[Candidate], reader_lang: str | None, relation: Re
     return [min([g[0], *(c for c in g[1:] if relation(c, g[0]) == COPY)], key=preference) for g in groups]
 
 
-def relation_over(candidates: Sequence[Candidate], knobs: Ranking, lexical_pairs: np.ndarray | None) -> Relation:
+def relation_over(candidates: Sequence[Candidate], knobs: Ranking, lexical_pairs: PairSims | None) -> Relation:
     """story_relation over precomputed pairwise similarities of the candidate pool."""
     pos = {c.id: i for i, c in enumerate(candidates)}
     matrix = np.stack([c.vector for c in candidates]) if candidates else np.zeros((0, 1))
     dense = matrix @ matrix.T
     lexical = lexical_pairs if lexical_pairs is not None else np.zeros_like(dense)
+    titles = [_norm_title(c.title) for c in candidates]
 
     def relation(a: Candidate, b: Candidate) -> int:
         i, j = pos[a.id], pos[b.id]
-        return story_relation(a, b, float(dense[i, j]), float(lexical[i, j]), knobs)
+        same_title = bool(titles[i]) and titles[i] == titles[j]
+        return story_relation(a, b, float(dense[i, j]), float(lexical[i, j]), knobs, same_title)
 
     return relation
 
@@ -203,7 +210,7 @@ def rank(
     now_ts: float,
     knobs: Ranking = Ranking(),
     allow_relax: bool = True,
-    lexical_pairs: np.ndarray | None = None,
+    lexical_pairs: PairSims | None = None,
 ) -> Ranked:
     """The related block for `query` from `candidates`, relaxing filters only to fill `limit`.
 
