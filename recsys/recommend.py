@@ -76,6 +76,7 @@ class Ranking:
 
     dedup_threshold: float = 0.92
     dedup_lexical_threshold: float = 0.15
+    dedup_dense_story_threshold: float = 0.55
     copy_lexical_threshold: float = 0.6
     lexical_weight: float = 0.5
     recency_weight: float = 0.05
@@ -133,7 +134,7 @@ DIFFERENT, SAME_STORY, COPY = 0, 1, 2
 def story_relation(a: Candidate, b: Candidate, dense: float, lexical: float, knobs: Ranking,
                    same_title: bool | None = None) -> int:
     """COPY for one text told twice (a translation link, the same headline, near-identical vectors or
-    n-grams); SAME_STORY for shared wording above the lexical threshold; else DIFFERENT."""
+    n-grams); SAME_STORY for shared wording or close meaning (any language); else DIFFERENT."""
     links_a = {a.url, a.original_url} - {None}
     links_b = {b.url, b.original_url} - {None}
     if same_title is None:
@@ -142,7 +143,9 @@ def story_relation(a: Candidate, b: Candidate, dense: float, lexical: float, kno
         return COPY
     if dense >= knobs.dedup_threshold or lexical >= knobs.copy_lexical_threshold:
         return COPY
-    return SAME_STORY if lexical >= knobs.dedup_lexical_threshold else DIFFERENT
+    if lexical >= knobs.dedup_lexical_threshold or dense >= knobs.dedup_dense_story_threshold:
+        return SAME_STORY
+    return DIFFERENT
 
 
 Relation = Callable[[Candidate, Candidate], int]

@@ -1,0 +1,375 @@
+"""Multilingual knowledge distillation into a static-embedding student (Reimers & Gurevych 2020).
+
+An English teacher embeds the English side of parallel pairs; a student (a multilingual subword tokenizer
+plus one trained vector per token, averaged) learns student(English) ~ teacher(English) and
+student(translation) ~ teacher(English) by MSE, optionally with an in-batch InfoNCE term. The result is a
+SentenceTransformer folder [StaticEmbedding, Normalize] that ``SentenceTransformer(path)`` loads.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import itertools
+import json
+import logging
+import shutil
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
+from tqdm.auto import tqdm
+
+from recsys.embed import MINILM, builtin_model_path
+
+log = logging.getLogger(__name__)
+
+Pair = tuple[str, str, str]  # (english, translation, lang)
+SUBWORD_MARKERS = ("##", "\u2581", "\u0120")  # WordPiece, Metaspace, ByteLevel
+NO_TRANSLATION = "NO TRANSLATION AVAILABLE"  # the placeholder of most wmt24 "-ref" rows
+MAX_ENGLISH_PER_TRANSLATION = 20  # more: a canned answer ("Відновлення сесії.") to a prompt-injection test
+
+
+@dataclass
+class DistillConfig:
+    """Settings of one distillation run; ``teacher=None`` means the bundled all-MiniLM-L6-v2."""
+
+    teacher: str | None = None
+    data_dir: Path = Path("../shared/data/parallel")
+    out_dir: Path = Path("models/distilled")
+    cache_dir: Path = Path("~/.cache/recsys/distill").expanduser()  # teacher embeddings, reused across runs
+    langs: tuple[str, ...] = ("uk", "ru", "cs", "de", "pl", "fr", "es", "it", "nl", "pt")
+    origins: tuple[str, ...] | None = None  # e.g. ("ref",) keeps *-ref rows; None keeps all
+    max_pairs_per_lang: int | None = None
+    heldout_langs: tuple[str, ...] = ("uk", "ru")
+    heldout_per_lang: int = 1000
+    heldout_origins: tuple[str, ...] | None = ("ref",)
+    exclude_eval: Path | None = None  # shared data folder: its stsb dev/test and paraphraser sentences are never trained on
+    vocab_size: int = 44_000  # 44k x 384 float16 + tokenizer.json ~ 37 MB
+    epochs: int = 3
+    batch_size: int = 256
+    lr: float = 0.005
+    contrastive_weight: float = 1.0  # 0 = plain MSE distillation
+    contrastive_target: str = "student"  # InfoNCE anchor for student(translation): "student"(English) or "teacher"
+    temperature: float = 0.1
+    seed: int = 0
+    float16: bool = True
+    teacher_batch_size: int = 32
+    teacher_bf16: bool = False  # autocast the teacher to bfloat16 (faster on CPUs with AVX512-BF16)
+
+
+def _hash64(text: str) -> int:
+    return int.from_bytes(hashlib.blake2b(text.encode("utf-8"), digest_size=8).digest(), "big")
+
+
+def origin_matches(origin: str, origins: Sequence[str] | None) -> bool:
+    """True when ``origin`` equals one of ``origins`` or has it as a dash-separated part ("ref", "wmt24")."""
+    return origins is None or any(origin == o or o in origin.split("-") for o in origins)
+
+
+def _read_tsv(path: Path) -> list[tuple[str, str, str]]:
+    """Rows (en, xx, origin) of one file, without the junk that the WMT dumps hold (see ``is_clean``)."""
+    with gzip.open(path, "rt", encoding="utf-8") as f:
+        rows = [(r[0].strip(), r[1].strip(), r[2].strip()) for r in (line.rstrip("\n").split("\t") for line in f)
+                if len(r) >= 3]
+    english_of: dict[str, set[str]] = {}
+    for en, xx, _ in rows:
+        english_of.setdefault(xx, set()).add(en)
+    kept = [r for r in rows if is_clean(r[0], r[1]) and len(english_of[r[1]]) <= MAX_ENGLISH_PER_TRANSLATION]
+    log.info("%s: %d rows, %d dropped as junk", path.name, len(rows), len(rows) - len(kept))
+    return kept
+
+
+def is_clean(en: str, xx: str) -> bool:
+    """False for empty, untranslated, placeholder ("NO TRANSLATION AVAILABLE") or length-mismatched pairs."""
+    if not en or not xx or en == xx or NO_TRANSLATION in (en.upper(), xx.upper()):
+        return False
+    short, long = sorted((len(en), len(xx)))
+    return long <= 3 * short + 10
+
+
+def load_pairs(data_dir: Path, langs: Sequence[str], origins: Sequence[str] | None = None,
+               max_pairs_per_lang: int | None = None, heldout_langs: Sequence[str] = ("uk", "ru"),
+               heldout_per_lang: int = 1000, heldout_origins: Sequence[str] | None = ("ref",),
+               ) -> tuple[list[Pair], list[Pair]]:
+    """Read ``train.en-XX.tsv.gz`` files and split them into (train, heldout) lists of (en, xx, lang).
+
+    The heldout pairs of a language are the ``heldout_per_lang`` English sentences with the lowest hash
+    among rows of ``heldout_origins`` (human references by default; one pair each), chosen whatever the
+    training ``origins`` so every model is measured on the same pairs. Training drops every pair, in any
+    language, sharing an English or a translated sentence with them. ``max_pairs_per_lang`` keeps the
+    pairs with the lowest English hash (stable; pairs sharing an English sentence stay together)."""
+    rows = {lang: _read_tsv(Path(data_dir) / f"train.en-{lang}.tsv.gz") for lang in langs}
+    heldout: list[Pair] = []
+    for lang in (lang for lang in heldout_langs if lang in rows):
+        first: dict[str, str] = {}
+        for en, xx, origin in rows[lang]:
+            if origin_matches(origin, heldout_origins):
+                first.setdefault(en, xx)
+        used_xx: set[str] = set()
+        for en in sorted(first, key=_hash64):
+            if len(used_xx) >= heldout_per_lang:
+                break
+            if first[en] not in used_xx:
+                used_xx.add(first[en])
+                heldout.append((en, first[en], lang))
+    held_en, held_xx = {p[0] for p in heldout}, {p[1] for p in heldout}
+    train: list[Pair] = []
+    for lang, lang_rows in rows.items():
+        kept = {(en, xx) for en, xx, origin in lang_rows
+                if origin_matches(origin, origins) and en not in held_en and xx not in held_xx}
+        ordered = sorted(kept, key=lambda p: (_hash64(p[0]), p))[:max_pairs_per_lang]
+        train.extend((en, xx, lang) for en, xx in ordered)
+        log.info("en-%s: %d training pairs", lang, len(ordered))
+    return train, heldout
+
+
+def evaluation_sentences(shared: Path) -> set[str]:
+    """Sentences that `recsys measure` scores on: stsb_multi_mt outside its train split, paraphraser_ru."""
+    banned: set[str] = set()
+    sts = Path(shared) / "stsb_multi_mt"
+    if (sts / "pairs.jsonl.gz").exists():
+        text = {r["id"]: r["title"] for r in map(json.loads, gzip.open(sts / "articles.jsonl.gz", "rt", encoding="utf-8"))}
+        for r in map(json.loads, gzip.open(sts / "pairs.jsonl.gz", "rt", encoding="utf-8")):
+            if r.get("split") != "train":
+                banned |= {text[r["a"]], text[r["b"]]}
+    para = Path(shared) / "paraphraser_ru" / "articles.jsonl.gz"
+    if para.exists():
+        banned |= {r["title"] for r in map(json.loads, gzip.open(para, "rt", encoding="utf-8"))}
+    return banned
+
+
+def train_tokenizer(texts: Sequence[str], vocab_size: int) -> Tokenizer:
+    """A lowercased, NFKC-normalised BPE tokenizer with a word-start marker (SentencePiece style).
+
+    BPE without a continuing-subword prefix, because the ``tokenizers`` WordPiece trainer (and BPE with a
+    "##" prefix) assigns ids in hash-map order and so learns a different vocabulary on every run."""
+    tok = Tokenizer(models.BPE(unk_token="[UNK]"))
+    tok.normalizer = normalizers.Sequence([
+        normalizers.NFKC(), normalizers.Lowercase(),
+        normalizers.Replace("\u2019", "'"), normalizers.Replace("\u02bc", "'"),  # Ukrainian apostrophes
+    ])
+    tok.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Metaspace(), pre_tokenizers.Punctuation()])
+    tok.decoder = decoders.Metaspace()
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, min_frequency=2, special_tokens=["[UNK]"], show_progress=False)
+    tok.train_from_iterator(texts, trainer=trainer, length=len(texts))
+    return tok
+
+
+def token_texts(tok: Tokenizer) -> list[str]:
+    """Each token's text with subword markers stripped, in id order ("" for special tokens)."""
+    out = []
+    for token, _ in sorted(tok.get_vocab().items(), key=lambda kv: kv[1]):
+        for marker in SUBWORD_MARKERS:
+            token = token.removeprefix(marker)
+        out.append("" if token.startswith("[") and token.endswith("]") else token)
+    return out
+
+
+def _teacher_encode(model: Any, texts: list[str], batch_size: int, bf16: bool) -> np.ndarray:
+    """The one place where the teacher runs (tests count calls to it)."""
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        emb = model.encode(texts, batch_size=batch_size, convert_to_numpy=True, show_progress_bar=len(texts) > 1000)
+    return np.asarray(emb, dtype=np.float32)
+
+
+class TeacherCache:
+    """Teacher embeddings stored as .npy shards named by a hash of the teacher name and their sentences;
+    any sentence encoded before by the same teacher is reused, the rest is encoded in chunks and saved."""
+
+    def __init__(self, teacher: str, cache_dir: Path, batch_size: int = 32, bf16: bool = False, chunk: int = 10_000):
+        self.teacher, self.cache_dir, self.batch_size, self.bf16, self.chunk = teacher, Path(cache_dir), batch_size, bf16, chunk
+        self.key = f"{teacher}|bf16={bf16}"
+        self.prefix = hashlib.sha1(self.key.encode()).hexdigest()[:12]
+        self._model: Any = None
+
+    def model(self) -> Any:
+        if self._model is None:
+            from sentence_transformers import SentenceTransformer
+            self._model = SentenceTransformer(self.teacher, device="cpu")
+        return self._model
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        """float32 embeddings of ``texts`` in order, encoding only sentences not cached yet."""
+        self.cache_dir.mkdir(parents=True, exist_ok=True)
+        keys = [_hash64(t) for t in texts]
+        shards = self._shards()
+        missing = list(dict.fromkeys(t for t, k in zip(texts, keys) if k not in shards))
+        for start in range(0, len(missing), self.chunk):
+            part = missing[start:start + self.chunk]
+            t0 = time.perf_counter()
+            emb = _teacher_encode(self.model(), part, self.batch_size, self.bf16)
+            log.info("teacher encoded %d texts at %.1f/s", len(part), len(part) / (time.perf_counter() - t0))
+            name = f"{self.prefix}-{hashlib.sha1((self.key + chr(10) + chr(10).join(part)).encode()).hexdigest()[:16]}"
+            _save_npy(self.cache_dir / f"{name}.npy", emb)  # values before keys: keys imply values
+            _save_npy(self.cache_dir / f"{name}.keys.npy", np.array([_hash64(t) for t in part], dtype=np.uint64))
+            shards = self._shards()
+        arrays = {path: np.load(path, mmap_mode="r") for path in {shards[k][0] for k in keys}}
+        dim = next(iter(arrays.values())).shape[1] if arrays else 0
+        out = np.empty((len(texts), dim), dtype=np.float32)
+        for i, k in enumerate(keys):
+            path, row = shards[k]
+            out[i] = arrays[path][row]
+        return out
+
+    def _shards(self) -> dict[int, tuple[Path, int]]:
+        index: dict[int, tuple[Path, int]] = {}
+        for kf in sorted(self.cache_dir.glob(f"{self.prefix}-*.keys.npy")):
+            vf = kf.with_name(kf.name.removesuffix(".keys.npy") + ".npy")
+            index.update((int(k), (vf, row)) for row, k in enumerate(np.load(kf)))
+        return index
+
+
+def _save_npy(path: Path, array: np.ndarray) -> None:
+    np.save(tmp := path.with_name(path.name + ".tmp.npy"), array)
+    tmp.replace(path)
+
+
+def _pack(tok: Tokenizer, texts: Sequence[str]) -> tuple[torch.Tensor, np.ndarray]:
+    """Token ids of all texts, flat, and the start offset of each text (len(texts) + 1 entries)."""
+    encs = tok.encode_batch(list(texts), add_special_tokens=False)
+    lens = np.fromiter((len(e.ids) for e in encs), dtype=np.int64, count=len(encs))
+    ids = np.fromiter(itertools.chain.from_iterable(e.ids for e in encs), dtype=np.int64, count=int(lens.sum()))
+    return torch.from_numpy(ids), np.concatenate([[0], np.cumsum(lens)])
+
+
+def _bag(weight: torch.Tensor, packed: tuple[torch.Tensor, np.ndarray], idx: np.ndarray) -> torch.Tensor:
+    """Mean token vector of the texts ``idx`` of a packed corpus (what StaticEmbedding computes)."""
+    ids, starts = packed
+    spans = [ids[starts[i]:starts[i + 1]] for i in idx]
+    offsets = torch.from_numpy(np.concatenate([[0], np.cumsum([len(s) for s in spans[:-1]])]).astype(np.int64))
+    return F.embedding_bag(torch.cat(spans), weight, offsets, mode="mean", sparse=weight.requires_grad)
+
+
+def _top1(src: np.ndarray, tgt: np.ndarray) -> float:
+    src = src / np.maximum(np.linalg.norm(src, axis=1, keepdims=True), 1e-12)
+    tgt = tgt / np.maximum(np.linalg.norm(tgt, axis=1, keepdims=True), 1e-12)
+    hits = sum(int((np.argmax(src[i:i + 2048] @ tgt.T, axis=1) == np.arange(i, i + len(src[i:i + 2048]))).sum())
+               for i in range(0, len(src), 2048))
+    return hits / max(len(src), 1)
+
+
+def crosslingual_top1(model: Any, src: list[str], tgt: list[str]) -> float:
+    """Share of ``src`` sentences whose nearest ``tgt`` sentence by cosine is their own translation."""
+    return _top1(np.asarray(model.encode(src), dtype=np.float32), np.asarray(model.encode(tgt), dtype=np.float32))
+
+
+def _loss(s_en: torch.Tensor, s_xx: torch.Tensor, t: torch.Tensor, en_idx: np.ndarray, cfg: DistillConfig) -> torch.Tensor:
+    """Squared distance to the teacher (mean over the batch) for both sides, plus optional InfoNCE."""
+    loss = (s_en - t).pow(2).sum(1).mean() + (s_xx - t).pow(2).sum(1).mean()
+    if cfg.contrastive_weight > 0:
+        anchor = t if cfg.contrastive_target == "teacher" else s_en
+        logits = F.normalize(s_xx, dim=1) @ F.normalize(anchor, dim=1).T / cfg.temperature
+        e = torch.from_numpy(en_idx)
+        same = (e[:, None] == e[None, :]) & ~torch.eye(len(e), dtype=torch.bool)  # duplicates are no negatives
+        logits = logits.masked_fill(same, float("-inf"))
+        labels = torch.arange(len(e))
+        loss = loss + cfg.contrastive_weight * (F.cross_entropy(logits, labels) + F.cross_entropy(logits.T, labels)) / 2
+    return loss
+
+
+def distill(config: DistillConfig) -> Path:
+    """Train the student described by ``config`` and write it as a SentenceTransformer folder to out_dir."""
+    cfg = config
+    if cfg.contrastive_target not in ("teacher", "student"):
+        raise ValueError(f"contrastive_target must be 'teacher' or 'student', not {cfg.contrastive_target!r}")
+    name = cfg.teacher or MINILM
+    teacher = str(builtin_model_path(name)) if name.startswith("builtin:") else name
+    torch.manual_seed(cfg.seed)
+    rng = np.random.default_rng(cfg.seed)
+    train, heldout = load_pairs(cfg.data_dir, cfg.langs, cfg.origins, cfg.max_pairs_per_lang,
+                                cfg.heldout_langs, cfg.heldout_per_lang, cfg.heldout_origins)
+    if cfg.exclude_eval is not None:
+        banned = evaluation_sentences(cfg.exclude_eval)
+        before = len(train)
+        train = [p for p in train if p[0] not in banned and p[1] not in banned]
+        log.info("dropped %d training pairs that share a sentence with the evaluation sets", before - len(train))
+    if not train:
+        raise ValueError(f"no training pairs in {cfg.data_dir} for {cfg.langs} and origins {cfg.origins}")
+    en_pos, xx_pos = ({t: i for i, t in enumerate(dict.fromkeys(p[side] for p in train))} for side in (0, 1))
+    en_texts, xx_texts = list(en_pos), list(xx_pos)
+    en_idx, xx_idx = (np.array([pos[p[side]] for p in train], dtype=np.int64) for side, pos in ((0, en_pos), (1, xx_pos)))
+    log.info("%d training pairs (%d English, %d translated sentences), %d heldout pairs",
+             len(train), len(en_texts), len(xx_texts), len(heldout))
+
+    tok = train_tokenizer(en_texts + xx_texts, cfg.vocab_size)
+    cache = TeacherCache(teacher, cfg.cache_dir, cfg.teacher_batch_size, cfg.teacher_bf16)
+    targets = torch.from_numpy(cache.encode(en_texts))
+    pieces = token_texts(tok)
+    init = cache.encode([t or "[UNK]" for t in pieces])
+    init[[i for i, t in enumerate(pieces) if not t]] = 0.0  # special tokens start at zero
+    weight = torch.nn.Parameter(torch.from_numpy(init))
+    en_packed, xx_packed = _pack(tok, en_texts), _pack(tok, xx_texts)
+    held_en, held_xx = _pack(tok, [p[0] for p in heldout]), _pack(tok, [p[1] for p in heldout])
+    opt = torch.optim.SparseAdam([weight], lr=cfg.lr)
+    held_t = F.normalize(torch.from_numpy(cache.encode([p[0] for p in heldout])), dim=1).numpy() if heldout else None
+
+    def evaluate() -> dict[str, float]:
+        """Heldout top-1 both ways, and mean cosine of student(xx) and student(en) with teacher(en)."""
+        res = {}
+        with torch.no_grad():
+            for lang in sorted({p[2] for p in heldout}):
+                rows = np.array([i for i, p in enumerate(heldout) if p[2] == lang])
+                a, b = (F.normalize(_bag(weight.detach(), h, rows), dim=1).numpy() for h in (held_xx, held_en))
+                res[f"{lang}->en"], res[f"en->{lang}"] = _top1(a, b), _top1(b, a)
+                res[f"cos_{lang}"], res[f"cos_en_{lang}"] = (float((x * held_t[rows]).sum(1).mean()) for x in (a, b))
+        return {k: round(v, 4) for k, v in res.items()}
+
+    history = [{"epoch": 0, **evaluate()}]
+    log.info("before training: %s", history[-1])
+    for epoch in range(cfg.epochs):
+        order, total = rng.permutation(len(train)), 0.0
+        bar = tqdm(range(0, len(order), cfg.batch_size), desc=f"distill epoch {epoch + 1}/{cfg.epochs}", unit="batch")
+        for n, start in enumerate(bar, 1):
+            b = order[start:start + cfg.batch_size]
+            loss = _loss(_bag(weight, en_packed, en_idx[b]), _bag(weight, xx_packed, xx_idx[b]),
+                         targets[torch.from_numpy(en_idx[b])], en_idx[b], cfg)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            total += loss.item()
+            if n % 50 == 0:
+                bar.set_postfix(loss=f"{total / n:.4f}")
+        history.append({"epoch": epoch + 1, "loss": total / max(n, 1), **evaluate()})
+        log.info("epoch %d: %s", epoch + 1, history[-1])
+    return _save(cfg, teacher, tok, weight.detach(), {"train_pairs": len(train), "heldout_pairs": len(heldout),
+                                                       "history": history})
+
+
+def _save(cfg: DistillConfig, teacher: str, tok: Tokenizer, weight: torch.Tensor, info: dict[str, Any]) -> Path:
+    """Write the model beside out_dir, then rename it into place (a failed run leaves no half model)."""
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.sentence_transformer.modules import Normalize, StaticEmbedding
+
+    out = Path(cfg.out_dir)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    try:
+        tmp.chmod(0o755)
+        weights = weight.to(torch.float16 if cfg.float16 else torch.float32).contiguous()
+        model = SentenceTransformer(modules=[StaticEmbedding(tok, embedding_weights=weights), Normalize()], device="cpu")
+        model.save(str(tmp))
+        meta = {"config": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items()},
+                "teacher": teacher, **info}
+        (tmp / "distill.json").write_text(json.dumps(meta, indent=2, ensure_ascii=False), encoding="utf-8")
+        for f in tmp.rglob("*"):
+            f.chmod(0o755 if f.is_dir() else 0o644)
+        if out.exists():
+            old = out.with_name(f".{out.name}.old-{tmp.name}")
+            out.rename(old)
+            tmp.rename(out)
+            shutil.rmtree(old)
+        else:
+            tmp.rename(out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    size = sum(f.stat().st_size for f in out.rglob("*") if f.is_file())
+    log.log(logging.WARNING if size > 40e6 else logging.INFO, "saved %s (%.1f MB; 40 MB is the budget)", out, size / 1e6)
+    return out

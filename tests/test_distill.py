@@ -1,0 +1,213 @@
+"""recsys.distill on a tiny teacher and a tiny synthetic parallel corpus (fast, no real weights)."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import random
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from recsys import distill as D
+
+WORDS = ("the cat dog house river city news war peace market bank school road car train plane "
+         "red green big small old new first last good bad sun rain day night army court").split()
+CYR = dict(zip("abcdefghijklmnopqrstuvwxyz", "абцдефгхийклмнопкрстуввхиз"))
+
+
+def translate(sentence: str, lang: str) -> str:
+    """A fake language: each English word becomes its own Cyrillic word; uk reverses the word order."""
+    words = [("ж" if lang == "uk" else "щ") + "".join(CYR[c] for c in w[::-1]) for w in sentence.split()]
+    return " ".join(reversed(words) if lang == "uk" else words)
+
+
+def write_corpus(data_dir: Path) -> None:
+    rnd = random.Random(7)
+    english = list(dict.fromkeys(" ".join(rnd.choices(WORDS, k=rnd.randint(3, 6))) for _ in range(400)))
+    data_dir.mkdir(parents=True)
+    for lang, sents in (("uk", english[:300]), ("ru", english[100:])):  # 200 English sentences shared
+        with gzip.open(data_dir / f"train.en-{lang}.tsv.gz", "wt", encoding="utf-8") as f:
+            for i, en in enumerate(sents):
+                f.write(f"{en}\t{translate(en, lang)}\twmt24-en-{lang}-{'ref' if i % 2 else 'hyp'}\n")
+                if i % 5 == 0:  # a second, "hyp" translation of the same English sentence
+                    f.write(f"{en}\t{translate(en, lang)} !\twmt22-en-{lang}-hyp\n")
+                if i % 7 == 0:  # junk that the WMT dumps hold
+                    f.write(f"{en} again\tNO TRANSLATION AVAILABLE\twmt24-en-{lang}-ref\n")
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny tensors gain nothing from threads, and oversubscribed threads crawl on a busy machine."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def make_teacher(path: Path) -> str:
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.sentence_transformer.modules import StaticEmbedding
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers
+
+    vocab = {w: i for i, w in enumerate(["[UNK]", *WORDS])}
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
+    tok.normalizer = normalizers.Lowercase()
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    weights = torch.from_numpy(np.random.default_rng(0).normal(size=(len(vocab), 16)).astype(np.float32))
+    SentenceTransformer(modules=[StaticEmbedding(tok, embedding_weights=weights)], device="cpu").save(str(path))
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """Runs distill three times with a counting teacher: trained, the same again, and untrained."""
+    root = tmp_path_factory.mktemp("distill")
+    write_corpus(root / "data")
+    cfg = D.DistillConfig(teacher=make_teacher(root / "teacher"), data_dir=root / "data", out_dir=root / "a",
+                          cache_dir=root / "cache", langs=("uk", "ru"), heldout_per_lang=20, vocab_size=300,
+                          epochs=10, batch_size=32, lr=0.05, contrastive_weight=0.1, seed=3)
+    encoded: list[int] = []
+    original = D._teacher_encode
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(D, "_teacher_encode", lambda m, texts, *a: encoded.append(len(texts)) or original(m, texts, *a))
+        first = D.distill(cfg)
+        calls_first = list(encoded)
+        second = D.distill(replace(cfg, out_dir=root / "b"))
+        untrained = D.distill(replace(cfg, out_dir=root / "c", epochs=0))
+    return {"cfg": cfg, "root": root, "first": first, "second": second, "untrained": untrained,
+            "calls_first": calls_first, "calls_all": encoded}
+
+
+def test_load_pairs_heldout_disjoint_stable_and_filtered(tmp_path):
+    write_corpus(tmp_path / "data")
+    train, held = D.load_pairs(tmp_path / "data", ("uk", "ru"), heldout_per_lang=20)
+    assert len([p for p in held if p[2] == "uk"]) == 20 and len([p for p in held if p[2] == "ru"]) == 20
+    assert not {p[0] for p in train} & {p[0] for p in held}
+    assert not {p[1] for p in train} & {p[1] for p in held}
+    assert D.load_pairs(tmp_path / "data", ("uk", "ru"), heldout_per_lang=20)[1] == held
+    assert not [p for p in train + held if p[1] == D.NO_TRANSLATION or p[0].endswith(" again")]
+    refs = {(en, xx) for line in gzip.open(tmp_path / "data/train.en-uk.tsv.gz", "rt")
+            for en, xx, origin in [line.rstrip("\n").split("\t")] if origin.endswith("-ref")}
+    assert all((en, xx) in refs for en, xx, lang in held if lang == "uk")  # a human-reference yardstick
+    ref_train, ref_held = D.load_pairs(tmp_path / "data", ("uk", "ru"), origins=("ref",), heldout_per_lang=20)
+    assert ref_held == held  # the same yardstick whatever the origin filter
+    assert 0 < len(ref_train) < len(train) / 2
+    small, _ = D.load_pairs(tmp_path / "data", ("uk",), max_pairs_per_lang=50, heldout_per_lang=20)
+    assert len(small) == 50 and all(p[2] == "uk" for p in small)
+    assert D.origin_matches("wmt24-en-uk-ref", ("ref",)) and not D.origin_matches("stsb-mt", ("ref",))
+    assert D.origin_matches("stsb-mt", ("stsb-mt", "echr")) and D.origin_matches("echr", None)
+
+
+def test_is_clean_drops_placeholders_copies_and_length_mismatch():
+    assert D.is_clean("The court ruled.", "Суд ухвалив рішення.")
+    assert not D.is_clean("The court ruled.", "NO TRANSLATION AVAILABLE")
+    assert not D.is_clean("2012", "2012")
+    assert not D.is_clean("Translate this.", "I will not translate that sentence as requested. " * 2)
+
+
+def test_train_tokenizer_normalises_and_strips_markers():
+    tok = D.train_tokenizer(["Київ і Львів", "київські новини", "КИЇВ news"] * 20, vocab_size=200)
+    assert tok.get_vocab_size() <= 200
+    assert tok.encode("КИЇВ").tokens == tok.encode("київ").tokens
+    assert tok.to_str() == D.train_tokenizer(["Київ і Львів", "київські новини", "КИЇВ news"] * 20, 200).to_str()
+    assert "київ" in D.token_texts(tok) and all("\u2581" not in t for t in D.token_texts(tok))
+
+
+def test_crosslingual_top1_counts_own_translation():
+    class Fake:
+        def encode(self, texts):
+            return np.array([[1.0, 0.0] if "a" in t else [0.0, 1.0] for t in texts])
+    assert D.crosslingual_top1(Fake(), ["a1", "b1"], ["a2", "b2"]) == 1.0
+    assert D.crosslingual_top1(Fake(), ["a1", "b1"], ["b2", "a2"]) == 0.0
+
+
+def test_saved_model_loads_with_teacher_dimension(runs):
+    from sentence_transformers import SentenceTransformer
+
+    model = SentenceTransformer(str(runs["first"]), device="cpu")
+    emb = model.encode(["the cat", "жтац жехт"])
+    assert emb.shape == (2, 16)
+    meta = json.loads((runs["first"] / "distill.json").read_text())
+    assert meta["config"]["origins"] is None and meta["heldout_pairs"] == 40
+    assert not [p.name for p in runs["root"].iterdir() if ".tmp-" in p.name or ".old-" in p.name]
+
+
+def test_student_moves_towards_teacher(runs):
+    from sentence_transformers import SentenceTransformer
+
+    _, held = D.load_pairs(runs["cfg"].data_dir, ("uk", "ru"), heldout_per_lang=20)
+    teacher = SentenceTransformer(runs["cfg"].teacher, device="cpu")
+    target = teacher.encode([p[0] for p in held], normalize_embeddings=True)
+
+    def mse(path: Path) -> float:
+        student = SentenceTransformer(str(path), device="cpu")
+        return float(((student.encode([p[1] for p in held]) - target) ** 2).sum(1).mean())
+
+    assert mse(runs["first"]) < 0.5 * mse(runs["untrained"])
+    student = SentenceTransformer(str(runs["first"]), device="cpu")
+    uk = [p for p in held if p[2] == "uk"]
+    assert D.crosslingual_top1(student, [p[1] for p in uk], [p[0] for p in uk]) > 0.5  # chance: 0.05
+
+
+def test_teacher_cache_reused_on_rerun(runs):
+    assert sum(runs["calls_first"]) > 0
+    assert runs["calls_all"] == runs["calls_first"]  # the second and third runs encoded nothing
+    assert list(Path(runs["cfg"].cache_dir).glob("*.keys.npy"))
+
+
+def test_same_seed_same_weights_and_float16(runs):
+    from safetensors.torch import load_file
+
+    a = load_file(str(runs["first"] / "model.safetensors"))["embedding.weight"]
+    b = load_file(str(runs["second"] / "model.safetensors"))["embedding.weight"]
+    assert a.dtype == torch.float16 and torch.equal(a, b)
+
+
+def test_failed_save_keeps_the_previous_model(runs, tmp_path, monkeypatch):
+    import shutil
+
+    from sentence_transformers import SentenceTransformer
+
+    out = tmp_path / "model"
+    shutil.copytree(runs["first"], out)
+    before = (out / "model.safetensors").read_bytes()
+
+    def broken_save(self, path, *args, **kwargs):
+        Path(path, "model.safetensors").write_bytes(b"partial")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(SentenceTransformer, "save", broken_save)
+    with pytest.raises(OSError):
+        D.distill(replace(runs["cfg"], out_dir=out, epochs=1))
+    assert (out / "model.safetensors").read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["model"]
+
+
+def test_loss_ignores_duplicate_english_as_negatives_for_both_anchors():
+    t = F.normalize(torch.tensor([[1.0, 0.0, 0.0], [1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]), dim=1)
+    same_english = np.array([5, 5, 7])
+    for target in ("teacher", "student"):
+        cfg = D.DistillConfig(contrastive_weight=1.0, contrastive_target=target, temperature=0.1)
+        assert D._loss(t.clone(), t.clone(), t, same_english, cfg).item() < 0.01  # unmasked: ~0.46
+    assert D._loss(t, t, t, same_english, D.DistillConfig(contrastive_weight=0.0)).item() == 0.0
+    with pytest.raises(ValueError):
+        D.distill(D.DistillConfig(contrastive_target="english"))
+
+
+def test_cli_distill_writes_a_loadable_model(tmp_path):
+    from sentence_transformers import SentenceTransformer
+
+    from recsys.cli import main
+
+    write_corpus(tmp_path / "data")
+    args = ["distill", "--out", str(tmp_path / "student"), "--data-dir", str(tmp_path / "data"),
+            "--teacher", make_teacher(tmp_path / "teacher"), "--langs", "uk,ru", "--epochs", "1",
+            "--vocab-size", "300", "--heldout", "20", "--cache-dir", str(tmp_path / "cache")]
+    assert main(args) == 0
+    assert SentenceTransformer(str(tmp_path / "student"), device="cpu").encode(["жабц"]).shape == (1, 16)
+    assert main(["distill", "--out", str(tmp_path / "x"), "--data-dir", str(tmp_path / "missing")]) == 2

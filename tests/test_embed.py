@@ -1,0 +1,46 @@
+"""Model loading: the shipped multilingual default, the English teacher, and clear errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from recsys.embed import DEFAULT_MODEL, MINILM, article_text, builtin_model_path, load_embedder, parse_fields
+from recsys.errors import ConfigError
+from recsys.settings import Settings
+from recsys.store import Article
+
+
+def test_shipped_default_is_multilingual_and_small() -> None:
+    folder = builtin_model_path(DEFAULT_MODEL)
+    size = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+    assert size <= 40 * 1024 * 1024 and (folder / "README.md").exists()
+    embedder = load_embedder(Settings())  # RECSYS_MODEL unset
+    assert embedder.name == DEFAULT_MODEL and embedder.dimension == 384
+    vectors = embedder.encode([
+        "Нацбанк знизив облікову ставку до 12 відсотків",
+        "The central bank cut its key interest rate to 12 percent",
+        "Центробанк снизил ключевую ставку до 12 процентов",
+        "A new tram line opened in the city centre",
+    ])
+    assert vectors.dtype == np.float32 and np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-3)
+    sims = vectors @ vectors.T
+    assert sims[0, 1] > sims[0, 3] + 0.2 and sims[2, 1] > sims[2, 3] + 0.2  # uk/ru find the English story
+
+
+def test_english_teacher_still_loads_by_name_and_bad_names_fail_clearly(tmp_path: Path) -> None:
+    assert load_embedder(Settings(model=MINILM)).dimension == 384
+    with pytest.raises(ConfigError, match="RECSYS_MODEL"):
+        load_embedder(Settings(model="builtin:nope"))
+    with pytest.raises(ConfigError, match="RECSYS_MODEL"):
+        load_embedder(Settings(model=str(tmp_path / "missing")))
+
+
+def test_embedded_text_is_title_plus_lead() -> None:
+    art = Article(id="x", title="Заголовок", text="а" * 1000, lang="uk", section="спорт")
+    assert article_text(art, ("title", "text"), 10) == "Заголовок. " + "а" * 10
+    assert article_text(art, ("section", "title"), 10) == "спорт. Заголовок"
+    with pytest.raises(ConfigError, match="RECSYS_EMBED_FIELDS"):
+        parse_fields("title,body")
