@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 from collections.abc import Sequence
 from pathlib import Path
@@ -65,9 +66,11 @@ def content_hash(text: str) -> str:
 class Embedder:
     """A loaded model plus the recipe for the text it embeds."""
 
-    def __init__(self, model: object, name: str, settings: Settings) -> None:
+    def __init__(self, model: object, name: str, settings: Settings, calibration: dict | None = None) -> None:
         self.model = model
         self.name = name
+        # Score scales differ between models, so thresholds on dense scores travel with the model.
+        self.calibration = calibration or {}
         self.fields = parse_fields(settings.embed_fields)
         self.max_chars = settings.embed_max_chars
         self.batch_size = settings.batch_size
@@ -108,4 +111,10 @@ def load_embedder(settings: Settings) -> Embedder:
             f"{type(exc).__name__}: {exc}".strip()
         ) from exc
     log.info("loaded embedding model %s", name)
-    return Embedder(model, name, settings)
+    return Embedder(model, name, settings, _calibration(Path(target)))
+
+
+def _calibration(folder: Path) -> dict:
+    """recsys.json beside a local model: thresholds tuned for that model's score scale."""
+    path = folder / "recsys.json"
+    return json.loads(path.read_text()) if path.is_file() else {}

@@ -56,7 +56,7 @@ class Engine:
         self.knobs = Ranking(
             dedup_threshold=settings.dedup_threshold,
             dedup_lexical_threshold=settings.dedup_lexical_threshold,
-            dedup_dense_story_threshold=settings.dedup_dense_story_threshold,
+            dedup_dense_story_threshold=_story_threshold(settings, embedder),
             lexical_weight=settings.lexical_weight,
             recency_weight=settings.recency_weight,
             recency_half_life_days=settings.recency_half_life_days,
@@ -216,6 +216,12 @@ class Engine:
             "articles": self.store.count(),
             "index": {**m.__dict__, "live_vectors": self.live.ntotal},
         }
+
+
+def _story_threshold(settings: Settings, embedder: Embedder) -> float:
+    if settings.dedup_dense_story_threshold is not None:
+        return settings.dedup_dense_story_threshold
+    return float(embedder.calibration.get("dedup_dense_story_threshold", 2.0))  # 2.0: cosine never reaches it
 
 
 def open_engine(settings: Settings, embedder: Embedder | None = None, rebuild: bool = False) -> Engine:

@@ -40,9 +40,10 @@ class Settings(BaseSettings):
     dedup_lexical_threshold: float = Field(
         default=0.15, ge=0.0, le=1.0, description="lexical cosine at which two items are one story"
     )
-    dedup_dense_story_threshold: float = Field(
-        default=0.55, ge=0.0, le=1.0,
-        description="dense cosine at which two items are one story (model-specific; tuned for the default model)",
+    dedup_dense_story_threshold: float | None = Field(
+        default=None, ge=0.0, le=1.0,
+        description="dense cosine at which two items are one story; unset = the model's own value (recsys.json "
+                    "in its folder), or off for models without one",
     )
     lexical_cache_entries: int = Field(default=50_000, ge=1, description="n-gram rows kept in memory")
     lexical_weight: float = Field(

@@ -19,6 +19,7 @@ def test_shipped_default_is_multilingual_and_small() -> None:
     assert size <= 40 * 1024 * 1024 and (folder / "README.md").exists()
     embedder = load_embedder(Settings())  # RECSYS_MODEL unset
     assert embedder.name == DEFAULT_MODEL and embedder.dimension == 384
+    assert embedder.calibration["dedup_dense_story_threshold"] == 0.55  # recsys.json ships beside it
     vectors = embedder.encode([
         "Нацбанк знизив облікову ставку до 12 відсотків",
         "The central bank cut its key interest rate to 12 percent",
@@ -31,7 +32,8 @@ def test_shipped_default_is_multilingual_and_small() -> None:
 
 
 def test_english_teacher_still_loads_by_name_and_bad_names_fail_clearly(tmp_path: Path) -> None:
-    assert load_embedder(Settings(model=MINILM)).dimension == 384
+    teacher = load_embedder(Settings(model=MINILM))
+    assert teacher.dimension == 384 and teacher.calibration == {}
     with pytest.raises(ConfigError, match="RECSYS_MODEL"):
         load_embedder(Settings(model="builtin:nope"))
     with pytest.raises(ConfigError, match="RECSYS_MODEL"):

@@ -122,3 +122,14 @@ def test_concurrent_queries_add_new_vectors_exactly_once(engine, settings: Setti
     with ThreadPoolExecutor(8) as pool:
         list(pool.map(lambda _: related_ids(engine, "a2"), range(32)))
     assert engine.live.ntotal == 20 and engine.live.lexical.n_docs == 20
+
+
+def test_dense_story_threshold_comes_from_the_model_unless_set(engine, settings: Settings, tiny_embedder) -> None:  # noqa: ANN001
+    assert engine.knobs.dedup_dense_story_threshold == 2.0  # the tiny model has no recsys.json: rule off
+    tiny_embedder.calibration = {"dedup_dense_story_threshold": 0.4}
+    try:
+        assert open_engine(settings, embedder=tiny_embedder).knobs.dedup_dense_story_threshold == 0.4
+        fixed = settings.model_copy(update={"dedup_dense_story_threshold": 0.7})
+        assert open_engine(fixed, embedder=tiny_embedder).knobs.dedup_dense_story_threshold == 0.7
+    finally:
+        tiny_embedder.calibration = {}
