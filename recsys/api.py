@@ -25,7 +25,7 @@ from recsys.cache import ResponseCache, etag_matches
 from recsys.engine import Engine, open_engine
 from recsys.errors import InvalidInput, PayloadTooLarge, RecsysError
 from recsys.events import EventStore, ctr_by_position, parse_events
-from recsys.ingest import parse_article
+from recsys.ingest import batch_rows, parse_article
 from recsys.monitoring import MetricsMiddleware, Monitoring
 from recsys.protection import ApiKeys, BodyLimit, Guard, TokenBucket, split_csv
 from recsys.settings import Settings
@@ -54,14 +54,7 @@ async def _json_body(request: Request) -> Any:
 
 
 def _batch(body: Any, max_batch: int) -> list[Any]:
-    rows = body.get("articles") if isinstance(body, dict) and "articles" in body else body
-    if isinstance(rows, dict):
-        rows = [rows]
-    if not isinstance(rows, list) or not rows:
-        raise InvalidInput("send an article object, a list of them, or {\"articles\": [...]}")
-    if len(rows) > max_batch:
-        raise PayloadTooLarge(f"{len(rows)} articles in one request; at most {max_batch}")
-    return rows
+    return batch_rows(body, "articles", max_batch)
 
 
 def _changed_ids(engine: Engine, articles: list[Any]) -> set[str]:

@@ -18,7 +18,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from recsys.errors import InvalidInput, PayloadTooLarge
+from recsys.errors import InvalidInput
+from recsys.ingest import batch_rows
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
@@ -80,13 +81,7 @@ class Event(BaseModel):
 
 def parse_events(body: Any, max_events: int) -> list[Event]:
     """Validate `{"events": [...]}`, a list of events or one event; 4xx errors name the bad event."""
-    rows = body.get("events") if isinstance(body, dict) and "events" in body else body
-    if isinstance(rows, dict):
-        rows = [rows]
-    if not isinstance(rows, list) or not rows:
-        raise InvalidInput('send an event object, a list of them, or {"events": [...]}')
-    if len(rows) > max_events:
-        raise PayloadTooLarge(f"{len(rows)} events in one request; at most {max_events}")
+    rows = batch_rows(body, "events", max_events)
     events = []
     for position, raw in enumerate(rows):
         try:

@@ -19,7 +19,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from recsys.errors import InvalidInput
+from recsys.errors import InvalidInput, PayloadTooLarge
 from recsys.store import Article
 
 CYRILLIC_UK = set("іїєґІЇЄҐ")
@@ -78,6 +78,19 @@ def parse_article(raw: Mapping[str, Any]) -> Article:
         return Article.model_validate(data)
     except ValidationError as exc:
         raise InvalidInput(_describe(exc)) from exc
+
+
+def batch_rows(body: Any, key: str, max_items: int) -> list[Any]:
+    """The rows of a JSON request body: one object, a list of them, or {key: [...]}."""
+    rows = body.get(key) if isinstance(body, dict) and key in body else body
+    if isinstance(rows, dict):
+        rows = [rows]
+    noun = key.removesuffix("s")
+    if not isinstance(rows, list) or not rows:
+        raise InvalidInput(f'send an {noun} object, a list of them, or {{"{key}": [...]}}')
+    if len(rows) > max_items:
+        raise PayloadTooLarge(f"{len(rows)} {key} in one request; at most {max_items}")
+    return rows
 
 
 def _open_text(path: Path) -> io.TextIOBase:
