@@ -8,7 +8,6 @@ SentenceTransformer folder [StaticEmbedding, Normalize] that ``SentenceTransform
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import itertools
 import json
@@ -27,13 +26,13 @@ from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers,
 from tqdm.auto import tqdm
 
 from recsys.embed import MINILM, builtin_model_path
+from recsys.parallel import (  # noqa: F401 - re-exported for callers of the distill API
+    NO_TRANSLATION, Pair, _hash64, evaluation_sentences, is_clean, load_pairs, origin_matches,
+)
 
 log = logging.getLogger(__name__)
 
-Pair = tuple[str, str, str]  # (english, translation, lang)
 SUBWORD_MARKERS = ("##", "\u2581", "\u0120")  # WordPiece, Metaspace, ByteLevel
-NO_TRANSLATION = "NO TRANSLATION AVAILABLE"  # the placeholder of most wmt24 "-ref" rows
-MAX_ENGLISH_PER_TRANSLATION = 20  # more: a canned answer ("Відновлення сесії.") to a prompt-injection test
 
 
 @dataclass
@@ -62,87 +61,6 @@ class DistillConfig:
     float16: bool = True
     teacher_batch_size: int = 32
     teacher_bf16: bool = False  # autocast the teacher to bfloat16 (faster on CPUs with AVX512-BF16)
-
-
-def _hash64(text: str) -> int:
-    return int.from_bytes(hashlib.blake2b(text.encode("utf-8"), digest_size=8).digest(), "big")
-
-
-def origin_matches(origin: str, origins: Sequence[str] | None) -> bool:
-    """True when ``origin`` equals one of ``origins`` or has it as a dash-separated part ("ref", "wmt24")."""
-    return origins is None or any(origin == o or o in origin.split("-") for o in origins)
-
-
-def _read_tsv(path: Path) -> list[tuple[str, str, str]]:
-    """Rows (en, xx, origin) of one file, without the junk that the WMT dumps hold (see ``is_clean``)."""
-    with gzip.open(path, "rt", encoding="utf-8") as f:
-        rows = [(r[0].strip(), r[1].strip(), r[2].strip()) for r in (line.rstrip("\n").split("\t") for line in f)
-                if len(r) >= 3]
-    english_of: dict[str, set[str]] = {}
-    for en, xx, _ in rows:
-        english_of.setdefault(xx, set()).add(en)
-    kept = [r for r in rows if is_clean(r[0], r[1]) and len(english_of[r[1]]) <= MAX_ENGLISH_PER_TRANSLATION]
-    log.info("%s: %d rows, %d dropped as junk", path.name, len(rows), len(rows) - len(kept))
-    return kept
-
-
-def is_clean(en: str, xx: str) -> bool:
-    """False for empty, untranslated, placeholder ("NO TRANSLATION AVAILABLE") or length-mismatched pairs."""
-    if not en or not xx or en == xx or NO_TRANSLATION in (en.upper(), xx.upper()):
-        return False
-    short, long = sorted((len(en), len(xx)))
-    return long <= 3 * short + 10
-
-
-def load_pairs(data_dir: Path, langs: Sequence[str], origins: Sequence[str] | None = None,
-               max_pairs_per_lang: int | None = None, heldout_langs: Sequence[str] = ("uk", "ru"),
-               heldout_per_lang: int = 1000, heldout_origins: Sequence[str] | None = ("ref",),
-               ) -> tuple[list[Pair], list[Pair]]:
-    """Read ``train.en-XX.tsv.gz`` files and split them into (train, heldout) lists of (en, xx, lang).
-
-    The heldout pairs of a language are the ``heldout_per_lang`` English sentences with the lowest hash
-    among rows of ``heldout_origins`` (human references by default; one pair each), chosen whatever the
-    training ``origins`` so every model is measured on the same pairs. Training drops every pair, in any
-    language, sharing an English or a translated sentence with them. ``max_pairs_per_lang`` keeps the
-    pairs with the lowest English hash (stable; pairs sharing an English sentence stay together)."""
-    rows = {lang: _read_tsv(Path(data_dir) / f"train.en-{lang}.tsv.gz") for lang in langs}
-    heldout: list[Pair] = []
-    for lang in (lang for lang in heldout_langs if lang in rows):
-        first: dict[str, str] = {}
-        for en, xx, origin in rows[lang]:
-            if origin_matches(origin, heldout_origins):
-                first.setdefault(en, xx)
-        used_xx: set[str] = set()
-        for en in sorted(first, key=_hash64):
-            if len(used_xx) >= heldout_per_lang:
-                break
-            if first[en] not in used_xx:
-                used_xx.add(first[en])
-                heldout.append((en, first[en], lang))
-    held_en, held_xx = {p[0] for p in heldout}, {p[1] for p in heldout}
-    train: list[Pair] = []
-    for lang, lang_rows in rows.items():
-        kept = {(en, xx) for en, xx, origin in lang_rows
-                if origin_matches(origin, origins) and en not in held_en and xx not in held_xx}
-        ordered = sorted(kept, key=lambda p: (_hash64(p[0]), p))[:max_pairs_per_lang]
-        train.extend((en, xx, lang) for en, xx in ordered)
-        log.info("en-%s: %d training pairs", lang, len(ordered))
-    return train, heldout
-
-
-def evaluation_sentences(shared: Path) -> set[str]:
-    """Sentences that `recsys measure` scores on: stsb_multi_mt outside its train split, paraphraser_ru."""
-    banned: set[str] = set()
-    sts = Path(shared) / "stsb_multi_mt"
-    if (sts / "pairs.jsonl.gz").exists():
-        text = {r["id"]: r["title"] for r in map(json.loads, gzip.open(sts / "articles.jsonl.gz", "rt", encoding="utf-8"))}
-        for r in map(json.loads, gzip.open(sts / "pairs.jsonl.gz", "rt", encoding="utf-8")):
-            if r.get("split") != "train":
-                banned |= {text[r["a"]], text[r["b"]]}
-    para = Path(shared) / "paraphraser_ru" / "articles.jsonl.gz"
-    if para.exists():
-        banned |= {r["title"] for r in map(json.loads, gzip.open(para, "rt", encoding="utf-8"))}
-    return banned
 
 
 def train_tokenizer(texts: Sequence[str], vocab_size: int) -> Tokenizer:
@@ -274,15 +192,8 @@ def _loss(s_en: torch.Tensor, s_xx: torch.Tensor, t: torch.Tensor, en_idx: np.nd
     return loss
 
 
-def distill(config: DistillConfig) -> Path:
-    """Train the student described by ``config`` and write it as a SentenceTransformer folder to out_dir."""
-    cfg = config
-    if cfg.contrastive_target not in ("teacher", "student"):
-        raise ValueError(f"contrastive_target must be 'teacher' or 'student', not {cfg.contrastive_target!r}")
-    name = cfg.teacher or MINILM
-    teacher = str(builtin_model_path(name)) if name.startswith("builtin:") else name
-    torch.manual_seed(cfg.seed)
-    rng = np.random.default_rng(cfg.seed)
+def _training_data(cfg: DistillConfig) -> tuple[list[Pair], list[Pair]]:
+    """(train, heldout) pairs, without the sentences the evaluation sets score on when asked."""
     train, heldout = load_pairs(cfg.data_dir, cfg.langs, cfg.origins, cfg.max_pairs_per_lang,
                                 cfg.heldout_langs, cfg.heldout_per_lang, cfg.heldout_origins)
     if cfg.exclude_eval is not None:
@@ -292,6 +203,19 @@ def distill(config: DistillConfig) -> Path:
         log.info("dropped %d training pairs that share a sentence with the evaluation sets", before - len(train))
     if not train:
         raise ValueError(f"no training pairs in {cfg.data_dir} for {cfg.langs} and origins {cfg.origins}")
+    return train, heldout
+
+
+def distill(config: DistillConfig) -> Path:
+    """Train the student described by ``config`` and write it as a SentenceTransformer folder to out_dir."""
+    cfg = config
+    if cfg.contrastive_target not in ("teacher", "student"):
+        raise ValueError(f"contrastive_target must be 'teacher' or 'student', not {cfg.contrastive_target!r}")
+    name = cfg.teacher or MINILM
+    teacher = str(builtin_model_path(name)) if name.startswith("builtin:") else name
+    torch.manual_seed(cfg.seed)
+    rng = np.random.default_rng(cfg.seed)
+    train, heldout = _training_data(cfg)
     en_pos, xx_pos = ({t: i for i, t in enumerate(dict.fromkeys(p[side] for p in train))} for side in (0, 1))
     en_texts, xx_texts = list(en_pos), list(xx_pos)
     en_idx, xx_idx = (np.array([pos[p[side]] for p in train], dtype=np.int64) for side, pos in ((0, en_pos), (1, xx_pos)))
@@ -324,22 +248,31 @@ def distill(config: DistillConfig) -> Path:
     history = [{"epoch": 0, **evaluate()}]
     log.info("before training: %s", history[-1])
     for epoch in range(cfg.epochs):
-        order, total = rng.permutation(len(train)), 0.0
-        bar = tqdm(range(0, len(order), cfg.batch_size), desc=f"distill epoch {epoch + 1}/{cfg.epochs}", unit="batch")
-        for n, start in enumerate(bar, 1):
-            b = order[start:start + cfg.batch_size]
-            loss = _loss(_bag(weight, en_packed, en_idx[b]), _bag(weight, xx_packed, xx_idx[b]),
-                         targets[torch.from_numpy(en_idx[b])], en_idx[b], cfg)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            total += loss.item()
-            if n % 50 == 0:
-                bar.set_postfix(loss=f"{total / n:.4f}")
-        history.append({"epoch": epoch + 1, "loss": total / max(n, 1), **evaluate()})
+        loss = _epoch(weight, opt, (en_packed, xx_packed), (en_idx, xx_idx), targets, cfg,
+                      rng.permutation(len(train)), f"distill epoch {epoch + 1}/{cfg.epochs}")
+        history.append({"epoch": epoch + 1, "loss": loss, **evaluate()})
         log.info("epoch %d: %s", epoch + 1, history[-1])
     return _save(cfg, teacher, tok, weight.detach(), {"train_pairs": len(train), "heldout_pairs": len(heldout),
                                                        "history": history})
+
+
+def _epoch(weight: torch.nn.Parameter, opt: torch.optim.Optimizer, packed: tuple, idx: tuple[np.ndarray, np.ndarray],
+           targets: torch.Tensor, cfg: DistillConfig, order: np.ndarray, label: str) -> float:
+    """One pass over the training pairs in `order`; returns the mean loss."""
+    (en_packed, xx_packed), (en_idx, xx_idx) = packed, idx
+    total, n = 0.0, 0
+    bar = tqdm(range(0, len(order), cfg.batch_size), desc=label, unit="batch")
+    for n, start in enumerate(bar, 1):
+        b = order[start:start + cfg.batch_size]
+        loss = _loss(_bag(weight, en_packed, en_idx[b]), _bag(weight, xx_packed, xx_idx[b]),
+                     targets[torch.from_numpy(en_idx[b])], en_idx[b], cfg)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        total += loss.item()
+        if n % 50 == 0:
+            bar.set_postfix(loss=f"{total / n:.4f}")
+    return total / max(n, 1)
 
 
 def _save(cfg: DistillConfig, teacher: str, tok: Tokenizer, weight: torch.Tensor, info: dict[str, Any]) -> Path:

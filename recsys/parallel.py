@@ -1,0 +1,97 @@
+"""Parallel text for distillation: reading, cleaning and splitting the train.en-XX.tsv.gz pairs."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+Pair = tuple[str, str, str]  # (english, translation, lang)
+NO_TRANSLATION = "NO TRANSLATION AVAILABLE"  # the placeholder of most wmt24 "-ref" rows
+MAX_ENGLISH_PER_TRANSLATION = 20  # more: a canned answer ("Відновлення сесії.") to a prompt-injection test
+
+
+def _hash64(text: str) -> int:
+    return int.from_bytes(hashlib.blake2b(text.encode("utf-8"), digest_size=8).digest(), "big")
+
+
+def origin_matches(origin: str, origins: Sequence[str] | None) -> bool:
+    """True when ``origin`` equals one of ``origins`` or has it as a dash-separated part ("ref", "wmt24")."""
+    return origins is None or any(origin == o or o in origin.split("-") for o in origins)
+
+
+def _read_tsv(path: Path) -> list[tuple[str, str, str]]:
+    """Rows (en, xx, origin) of one file, without the junk that the WMT dumps hold (see ``is_clean``)."""
+    with gzip.open(path, "rt", encoding="utf-8") as f:
+        rows = [(r[0].strip(), r[1].strip(), r[2].strip()) for r in (line.rstrip("\n").split("\t") for line in f)
+                if len(r) >= 3]
+    english_of: dict[str, set[str]] = {}
+    for en, xx, _ in rows:
+        english_of.setdefault(xx, set()).add(en)
+    kept = [r for r in rows if is_clean(r[0], r[1]) and len(english_of[r[1]]) <= MAX_ENGLISH_PER_TRANSLATION]
+    log.info("%s: %d rows, %d dropped as junk", path.name, len(rows), len(rows) - len(kept))
+    return kept
+
+
+def is_clean(en: str, xx: str) -> bool:
+    """False for empty, untranslated, placeholder ("NO TRANSLATION AVAILABLE") or length-mismatched pairs."""
+    if not en or not xx or en == xx or NO_TRANSLATION in (en.upper(), xx.upper()):
+        return False
+    short, long = sorted((len(en), len(xx)))
+    return long <= 3 * short + 10
+
+
+def load_pairs(data_dir: Path, langs: Sequence[str], origins: Sequence[str] | None = None,
+               max_pairs_per_lang: int | None = None, heldout_langs: Sequence[str] = ("uk", "ru"),
+               heldout_per_lang: int = 1000, heldout_origins: Sequence[str] | None = ("ref",),
+               ) -> tuple[list[Pair], list[Pair]]:
+    """Read ``train.en-XX.tsv.gz`` files and split them into (train, heldout) lists of (en, xx, lang).
+
+    The heldout pairs of a language are the ``heldout_per_lang`` English sentences with the lowest hash
+    among rows of ``heldout_origins`` (human references by default; one pair each), chosen whatever the
+    training ``origins`` so every model is measured on the same pairs. Training drops every pair, in any
+    language, sharing an English or a translated sentence with them. ``max_pairs_per_lang`` keeps the
+    pairs with the lowest English hash (stable; pairs sharing an English sentence stay together)."""
+    rows = {lang: _read_tsv(Path(data_dir) / f"train.en-{lang}.tsv.gz") for lang in langs}
+    heldout: list[Pair] = []
+    for lang in (lang for lang in heldout_langs if lang in rows):
+        first: dict[str, str] = {}
+        for en, xx, origin in rows[lang]:
+            if origin_matches(origin, heldout_origins):
+                first.setdefault(en, xx)
+        used_xx: set[str] = set()
+        for en in sorted(first, key=_hash64):
+            if len(used_xx) >= heldout_per_lang:
+                break
+            if first[en] not in used_xx:
+                used_xx.add(first[en])
+                heldout.append((en, first[en], lang))
+    held_en, held_xx = {p[0] for p in heldout}, {p[1] for p in heldout}
+    train: list[Pair] = []
+    for lang, lang_rows in rows.items():
+        kept = {(en, xx) for en, xx, origin in lang_rows
+                if origin_matches(origin, origins) and en not in held_en and xx not in held_xx}
+        ordered = sorted(kept, key=lambda p: (_hash64(p[0]), p))[:max_pairs_per_lang]
+        train.extend((en, xx, lang) for en, xx in ordered)
+        log.info("en-%s: %d training pairs", lang, len(ordered))
+    return train, heldout
+
+
+def evaluation_sentences(shared: Path) -> set[str]:
+    """Sentences that `recsys measure` scores on: stsb_multi_mt outside its train split, paraphraser_ru."""
+    banned: set[str] = set()
+    sts = Path(shared) / "stsb_multi_mt"
+    if (sts / "pairs.jsonl.gz").exists():
+        text = {r["id"]: r["title"] for r in map(json.loads, gzip.open(sts / "articles.jsonl.gz", "rt", encoding="utf-8"))}
+        for r in map(json.loads, gzip.open(sts / "pairs.jsonl.gz", "rt", encoding="utf-8")):
+            if r.get("split") != "train":
+                banned |= {text[r["a"]], text[r["b"]]}
+    para = Path(shared) / "paraphraser_ru" / "articles.jsonl.gz"
+    if para.exists():
+        banned |= {r["title"] for r in map(json.loads, gzip.open(para, "rt", encoding="utf-8"))}
+    return banned
