@@ -13,7 +13,7 @@ from recsys.settings import Settings
 log = logging.getLogger(__name__)
 
 
-def _texts(dataset: Path | None, limit: int) -> list[str]:
+def _texts(dataset: Path | None, limit: int | None) -> list[str]:
     from recsys.cli import sample_corpus
     from recsys.evaluate import find_datasets, load_dataset
 
@@ -24,6 +24,8 @@ def _texts(dataset: Path | None, limit: int) -> list[str]:
     else:
         articles = load_dataset(find_datasets(dataset)[0]).articles
     texts = [f"{a.title}. {a.text[:600]}".strip() for a in articles]
+    if limit is None:
+        return texts
     return (texts * (limit // max(1, len(texts)) + 1))[:limit]
 
 
@@ -37,7 +39,7 @@ def run_bench(settings: Settings, dataset: Path | None, sizes: list[int], n_enco
     log.info("encoder throughput on %d texts", n_encode)
     texts = _texts(dataset, n_encode)
     result["encoder"] = bench.bench_encoder(embedder, texts)
-    real = embedder.encode(sorted(set(texts)))
+    real = embedder.encode(sorted(set(_texts(dataset, None)))[:50_000])  # every article of the set, at most 50k
     result["index_real"] = bench.bench_index(real, settings, queries=min(200, len(real)))
     result["index_synthetic"] = []
     for size in sizes:
