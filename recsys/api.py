@@ -157,6 +157,17 @@ def _related_routes(app: FastAPI, settings: Settings, answers: Answers, guard: G
         return answers.serve(request, key, lambda b: answers.fragment(
             answers.article(article_id), filters, key, b, lang, thumbnails))
 
+    @app.get("/v1/fragment", response_class=HTMLResponse, dependencies=read, tags=["related"])
+    def related_fragment_by_url(request: Request, url: str = url_q, limit: int | None = limit_q,
+                                lang_policy: LangPolicy = "same", max_age_days: float | None = Query(None, gt=0),
+                                section: str | None = None, exclude: list[str] = exclude_q,
+                                lang: str | None = lang_q, thumbnails: bool = False) -> Response:
+        """The block as server-rendered HTML, for the article with this canonical URL."""
+        filters = make_filters(settings, limit, lang_policy, max_age_days, section, exclude)
+        key = ("html", "url", url, params_key(filters), lang, thumbnails)
+        return answers.serve(request, key, lambda b: answers.fragment(
+            answers.article(url=url), filters, key, b, lang, thumbnails))
+
     @app.post("/v1/related", response_model=RelatedResponse, dependencies=read, tags=["related"])
     def related_to_draft(draft: DraftRequest) -> RelatedResponse:
         filters = make_filters(settings, draft.limit, draft.lang_policy, draft.max_age_days, draft.section, draft.exclude)

@@ -244,3 +244,15 @@ def test_widget_script_is_served_cacheable(client: TestClient) -> None:
     assert script.status_code == 200 and script.headers["content-type"].startswith("text/javascript")
     assert "IntersectionObserver" in script.text and script.headers["cache-control"] == "public, max-age=3600"
     assert client.get("/widget.js", headers={"If-None-Match": script.headers["etag"]}).status_code == 304
+
+
+def test_fragment_by_canonical_url_matches_the_one_by_id(client: TestClient) -> None:
+    by_id = client.get("/v1/related/b1/fragment", params={"limit": 3})
+    by_url = client.get("/v1/fragment", params={"url": "https://news.example/b1", "limit": 3})
+    assert by_url.status_code == 200 and by_url.headers["content-type"].startswith("text/html")
+    assert by_url.text == by_id.text and by_url.headers["etag"] != by_id.headers["etag"]
+    again = client.get("/v1/fragment", params={"url": "https://news.example/b1", "limit": 3},
+                       headers={"If-None-Match": by_url.headers["etag"]})
+    assert again.status_code == 304
+    assert client.get("/v1/fragment", params={"url": "https://nowhere.example/x"}).status_code == 404
+    assert client.get("/v1/fragment").status_code == 422
