@@ -23,7 +23,7 @@ from recsys import demo, widget
 from recsys.answers import Answers, RelatedResponse, make_filters, params_key, related_response
 from recsys.cache import ResponseCache, etag_matches
 from recsys.engine import Engine, open_engine
-from recsys.errors import InvalidInput, PayloadTooLarge, RecsysError
+from recsys.errors import InvalidInput, RecsysError
 from recsys.events import EventStore, ctr_by_position, parse_events
 from recsys.ingest import batch_rows, parse_article
 from recsys.monitoring import MetricsMiddleware, Monitoring
@@ -74,7 +74,8 @@ def _upsert(engine: Engine, cache: ResponseCache, rows: list[Any]) -> JSONRespon
     changed = _changed_ids(engine, good) if good else set()
     vectors_before = engine.store.fingerprints(changed)
     result = engine.upsert(good) if good else None
-    moved = {i for i in changed if engine.store.fingerprints([i]).get(i) != vectors_before.get(i)}
+    vectors_after = engine.store.fingerprints(changed)
+    moved = {i for i in changed if vectors_after.get(i) != vectors_before.get(i)}
     # A new or re-embedded article may now belong in other blocks; cosine is symmetric, so those
     # are the blocks of its own nearest neighbours.
     cache.invalidate(changed | engine.neighbours(moved, engine.settings.invalidate_neighbours))

@@ -1,10 +1,8 @@
 """Multilingual knowledge distillation into a static-embedding student (Reimers & Gurevych 2020).
 
-An English teacher embeds the English side of parallel pairs; a student (a multilingual subword tokenizer
-plus one trained vector per token, averaged) learns student(English) ~ teacher(English) and
-student(translation) ~ teacher(English) by MSE, optionally with an in-batch InfoNCE term. The result is a
-SentenceTransformer folder [StaticEmbedding, Normalize] that ``SentenceTransformer(path)`` loads.
-"""
+An English teacher embeds the English side of parallel pairs; the student (a multilingual subword tokenizer
+plus one vector per token, averaged) learns student(English) ~ teacher(English) and student(translation) ~
+teacher(English) by MSE, optionally plus in-batch InfoNCE. Output: a SentenceTransformer folder."""
 
 from __future__ import annotations
 
@@ -26,6 +24,7 @@ from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers,
 from tqdm.auto import tqdm
 
 from recsys.embed import MINILM, builtin_model_path
+from recsys.measure import top1
 from recsys.parallel import (  # noqa: F401 - re-exported for callers of the distill API
     NO_TRANSLATION, Pair, _hash64, evaluation_sentences, is_clean, load_pairs, origin_matches,
 )
@@ -165,17 +164,9 @@ def _bag(weight: torch.Tensor, packed: tuple[torch.Tensor, np.ndarray], idx: np.
     return F.embedding_bag(torch.cat(spans), weight, offsets, mode="mean", sparse=weight.requires_grad)
 
 
-def _top1(src: np.ndarray, tgt: np.ndarray) -> float:
-    src = src / np.maximum(np.linalg.norm(src, axis=1, keepdims=True), 1e-12)
-    tgt = tgt / np.maximum(np.linalg.norm(tgt, axis=1, keepdims=True), 1e-12)
-    hits = sum(int((np.argmax(src[i:i + 2048] @ tgt.T, axis=1) == np.arange(i, i + len(src[i:i + 2048]))).sum())
-               for i in range(0, len(src), 2048))
-    return hits / max(len(src), 1)
-
-
 def crosslingual_top1(model: Any, src: list[str], tgt: list[str]) -> float:
     """Share of ``src`` sentences whose nearest ``tgt`` sentence by cosine is their own translation."""
-    return _top1(np.asarray(model.encode(src), dtype=np.float32), np.asarray(model.encode(tgt), dtype=np.float32))
+    return top1(model.encode(src), model.encode(tgt))
 
 
 def _loss(s_en: torch.Tensor, s_xx: torch.Tensor, t: torch.Tensor, en_idx: np.ndarray, cfg: DistillConfig) -> torch.Tensor:
@@ -241,7 +232,7 @@ def distill(config: DistillConfig) -> Path:
             for lang in sorted({p[2] for p in heldout}):
                 rows = np.array([i for i, p in enumerate(heldout) if p[2] == lang])
                 a, b = (F.normalize(_bag(weight.detach(), h, rows), dim=1).numpy() for h in (held_xx, held_en))
-                res[f"{lang}->en"], res[f"en->{lang}"] = _top1(a, b), _top1(b, a)
+                res[f"{lang}->en"], res[f"en->{lang}"] = top1(a, b), top1(b, a)
                 res[f"cos_{lang}"], res[f"cos_en_{lang}"] = (float((x * held_t[rows]).sum(1).mean()) for x in (a, b))
         return {k: round(v, 4) for k, v in res.items()}
 
