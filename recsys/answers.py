@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Hashable
 
 from pydantic import BaseModel, Field
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -27,9 +28,12 @@ class Item(BaseModel):
     source: str | None
     published_at: str | None
     lang: str
-    score: float
+    score: float = Field(description="the ranking key: fused relevance plus closeness in time (related items); "
+                         "relevance to the article (fill items)")
+    reason: str = Field(description="related: above the model's relevance floor; fill: newest in the section or site")
     section: str | None = None
     image_url: str | None = None
+    original_source: str | None = None
 
 
 class RelatedResponse(BaseModel):
@@ -44,18 +48,20 @@ class RelatedResponse(BaseModel):
 
 
 def make_filters(settings: Settings, limit: int | None, lang_policy: str, max_age_days: float | None,
-                 section: str | None, exclude: list[str]) -> Filters:
+                 section: str | None, exclude: list[str], fill: bool | None = None) -> Filters:
     """Filters from request parameters: the limit capped, `exclude` split on commas and bounded."""
     ids = frozenset(part.strip() for value in exclude for part in value.split(",") if part.strip())
     if len(ids) > settings.max_exclude:
         raise InvalidInput(f"{len(ids)} ids in exclude; at most {settings.max_exclude}")
     capped = min(settings.default_limit if limit is None else limit, settings.max_limit)
-    return Filters(capped, lang_policy, max_age_days, section or None, ids)
+    return Filters(capped, lang_policy, max_age_days, section or None, ids,
+                   fill=settings.fill if fill is None else fill)
 
 
 def params_key(filters: Filters) -> tuple[Hashable, ...]:
     """The filters in a canonical form: equal requests share one cache entry."""
-    return (filters.limit, filters.lang_policy, filters.max_age_days, filters.section, tuple(sorted(filters.exclude)))
+    return (filters.limit, filters.lang_policy, filters.max_age_days, filters.section, tuple(sorted(filters.exclude)),
+            filters.fill)
 
 
 def related_response(engine: Engine, article_id: str | None, related: Related, filters: Filters,
@@ -65,9 +71,9 @@ def related_response(engine: Engine, article_id: str | None, related: Related, f
         Item(
             id=a.id, url=a.url, title=a.title, source=a.source, lang=a.lang, score=round(score, 6),
             published_at=a.published_at.isoformat() if a.published_at else None,
-            section=a.section, image_url=a.image_url,
+            section=a.section, image_url=a.image_url, reason=reason, original_source=a.original_source,
         )
-        for a, score in related.items
+        for (a, score), reason in zip(related.items, related.reasons)
     ]
     return RelatedResponse(
         article_id=article_id, items=items, count=len(items), limit=filters.limit,
@@ -80,23 +86,37 @@ class Answers:
     """Serves related blocks through the response cache."""
 
     def __init__(self, engine: Engine, cache: ResponseCache, settings: Settings) -> None:
-        self.engine, self.cache = engine, cache
+        self.engine, self.cache, self.settings = engine, cache, settings
         self.cache_control = (f"public, max-age={settings.cache_max_age}, "
                               f"stale-while-revalidate={settings.cache_stale_while_revalidate}")
 
-    def serve(self, request: Request, key: Hashable, compute: Callable[[str], Entry]) -> Response:
-        """The cached answer for `key` (computed on a miss), or 304 when the client's copy is current."""
+    async def serve(self, request: Request, key: Hashable, compute: Callable[[str], Entry]) -> Response:
+        """The cached answer for `key` (computed once on a miss, off the event loop), or 304 when the
+        client's copy is current. A hit never leaves the event loop."""
         build_id = self.engine.live.manifest.build_id
         entry = self.cache.get(key, build_id)
         if entry is None:
-            token = self.cache.token()
-            entry = self.cache.put(key, compute(build_id), token)
+            entry = await run_in_threadpool(self.cache.get_or_compute, key, build_id, compute)
         headers = {"ETag": entry.etag, "Cache-Control": self.cache_control}
         if entry.media_type == HTML:
             headers |= {"Content-Security-Policy": widget.FRAGMENT_CSP, "X-Content-Type-Options": "nosniff"}
         if etag_matches(request.headers.get("if-none-match"), entry.etag):
             return Response(status_code=304, headers=headers)
         return Response(entry.body, media_type=entry.media_type, headers=headers)
+
+    def default_key(self, article_id: str) -> tuple[tuple[Hashable, ...], Filters]:
+        """Cache key of `GET /v1/related/{id}` with no parameters: the block every article page asks for."""
+        filters = make_filters(self.settings, None, "same", None, None, [])
+        return ("json", "id", article_id, params_key(filters)), filters
+
+    def materialize(self, article_id: str) -> None:
+        """Compute and cache the default block of one article (no-op if it is cached or gone)."""
+        key, filters = self.default_key(article_id)
+        build_id = self.engine.live.manifest.build_id
+        try:
+            self.cache.get_or_compute(key, build_id, lambda b: self.json(self.article(article_id), filters, key, b))
+        except NotFound:
+            pass
 
     def article(self, article_id: str | None = None, url: str | None = None) -> Article:
         """The query article by id or canonical URL; NotFound names what was asked for."""

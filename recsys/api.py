@@ -26,13 +26,14 @@ from recsys.engine import Engine, open_engine
 from recsys.errors import InvalidInput, RecsysError
 from recsys.events import EventStore, ctr_by_position, parse_events
 from recsys.ingest import batch_rows, parse_article
+from recsys.materialize import Materializer
 from recsys.monitoring import MetricsMiddleware, Monitoring
 from recsys.protection import ApiKeys, BodyLimit, Guard, TokenBucket, split_csv
 from recsys.settings import Settings
 
 log = logging.getLogger(__name__)
 
-LangPolicy = Literal["same", "any"]
+LangPolicy = Literal["same", "prefer", "any"]
 
 
 class DraftRequest(BaseModel):
@@ -44,6 +45,8 @@ class DraftRequest(BaseModel):
     max_age_days: float | None = Field(default=None, gt=0)
     section: str | None = None
     exclude: list[str] = Field(default_factory=list)
+    fill: bool | None = None
+    url: str | None = Field(default=None, description="the draft's own URL, so its stored copies are never answered")
 
 
 async def _json_body(request: Request) -> Any:
@@ -63,7 +66,7 @@ def _changed_ids(engine: Engine, articles: list[Any]) -> set[str]:
     return {a.id for a in articles if before.get(a.id) != a.model_dump(mode="json")}
 
 
-def _upsert(engine: Engine, cache: ResponseCache, rows: list[Any]) -> JSONResponse:
+def _upsert(engine: Engine, cache: ResponseCache, materializer: Materializer, rows: list[Any]) -> JSONResponse:
     good, errors = [], []
     for position, raw in enumerate(rows):
         try:
@@ -78,7 +81,10 @@ def _upsert(engine: Engine, cache: ResponseCache, rows: list[Any]) -> JSONRespon
     moved = {i for i in changed if vectors_after.get(i) != vectors_before.get(i)}
     # A new or re-embedded article may now belong in other blocks; cosine is symmetric, so those
     # are the blocks of its own nearest neighbours.
-    cache.invalidate(changed | engine.neighbours(moved, engine.settings.invalidate_neighbours))
+    stale = changed | engine.neighbours(moved, engine.settings.invalidate_neighbours)
+    cache.invalidate(stale)
+    if engine.settings.materialize:
+        materializer.enqueue(sorted(stale))
     body = {"stored": len(good), "errors": errors, **(result.__dict__ if result else {})}
     if not good:
         body["detail"] = f"no valid article among {len(rows)}: {errors[0]['reason']}"
@@ -100,7 +106,7 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
     """The API over one recsys instance; loads model and index now unless an engine is given."""
     engine = engine or open_engine(settings)
     app = FastAPI(title="recsys", version="0.1.0", description="Related headlines for news sites")
-    cache = ResponseCache(settings.cache_max_entries, settings.cache_max_age)
+    cache = ResponseCache(settings.cache_max_entries, settings.cache_ttl)
     guard = Guard(ApiKeys(split_csv(settings.api_keys)),
                   TokenBucket(settings.rate_limit_per_s, settings.rate_limit_burst, settings.rate_limit_clients),
                   settings.trusted_proxy_hops, split_csv(settings.cors_origins))
@@ -116,6 +122,9 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
         return JSONResponse({"detail": exc.message}, status_code=exc.http_status, headers=exc.headers())
 
     answers = Answers(engine, cache, settings)
+    app.state.materializer = materializer = Materializer(answers)
+    if settings.materialize and settings.cache_max_entries > 0:
+        materializer.start()
     _related_routes(app, settings, answers, guard)
     _article_routes(app, settings, answers, guard)
     _event_routes(app, settings, guard, monitoring)
@@ -129,51 +138,59 @@ def _related_routes(app: FastAPI, settings: Settings, answers: Answers, guard: G
     exclude_q = Query(default_factory=list, description="ids to leave out (repeat or comma-separate)")
     url_q = Query(..., min_length=1, description="canonical URL of a stored article")
     lang_q = Query(None, pattern=r"^[a-z]{2}$", description="page language (heading, dates)")
+    fill_q = Query(None, description="fill a short block with the newest items (reason=fill); "
+                   "default RECSYS_FILL")
     answer = {"model": RelatedResponse, "description": "the block; 304 when If-None-Match matches its ETag"}
 
     @app.get("/v1/related/{article_id}", responses={200: answer}, dependencies=read, tags=["related"])
-    def related_by_id(request: Request, article_id: str, limit: int | None = limit_q,
-                      lang_policy: LangPolicy = "same", max_age_days: float | None = Query(None, gt=0),
-                      section: str | None = None, exclude: list[str] = exclude_q) -> Response:
-        filters = make_filters(settings, limit, lang_policy, max_age_days, section, exclude)
+    async def related_by_id(request: Request, article_id: str, limit: int | None = limit_q,
+                            lang_policy: LangPolicy = "same", max_age_days: float | None = Query(None, gt=0),
+                            section: str | None = None, exclude: list[str] = exclude_q,
+                            fill: bool | None = fill_q) -> Response:
+        filters = make_filters(settings, limit, lang_policy, max_age_days, section, exclude, fill)
         key = ("json", "id", article_id, params_key(filters))
-        return answers.serve(request, key, lambda b: answers.json(answers.article(article_id), filters, key, b))
+        return await answers.serve(request, key, lambda b: answers.json(answers.article(article_id), filters, key, b))
 
     @app.get("/v1/related", responses={200: answer}, dependencies=read, tags=["related"])
-    def related_by_url(request: Request, url: str = url_q, limit: int | None = limit_q, lang_policy: LangPolicy = "same",
-                       max_age_days: float | None = Query(None, gt=0), section: str | None = None,
-                       exclude: list[str] = exclude_q) -> Response:
-        filters = make_filters(settings, limit, lang_policy, max_age_days, section, exclude)
+    async def related_by_url(request: Request, url: str = url_q, limit: int | None = limit_q,
+                             lang_policy: LangPolicy = "same", max_age_days: float | None = Query(None, gt=0),
+                             section: str | None = None, exclude: list[str] = exclude_q,
+                             fill: bool | None = fill_q) -> Response:
+        filters = make_filters(settings, limit, lang_policy, max_age_days, section, exclude, fill)
         key = ("json", "url", url, params_key(filters))
-        return answers.serve(request, key, lambda b: answers.json(answers.article(url=url), filters, key, b))
+        return await answers.serve(request, key, lambda b: answers.json(answers.article(url=url), filters, key, b))
 
     @app.get("/v1/related/{article_id}/fragment", response_class=HTMLResponse, dependencies=read, tags=["related"])
-    def related_fragment(request: Request, article_id: str, limit: int | None = limit_q,
-                         lang_policy: LangPolicy = "same", max_age_days: float | None = Query(None, gt=0),
-                         section: str | None = None, exclude: list[str] = exclude_q, lang: str | None = lang_q,
-                         thumbnails: bool = False) -> Response:
+    async def related_fragment(request: Request, article_id: str, limit: int | None = limit_q,
+                               lang_policy: LangPolicy = "same", max_age_days: float | None = Query(None, gt=0),
+                               section: str | None = None, exclude: list[str] = exclude_q,
+                               lang: str | None = lang_q, thumbnails: bool = False,
+                               fill: bool | None = fill_q) -> Response:
         """The block as server-rendered HTML, for pages without JavaScript."""
-        filters = make_filters(settings, limit, lang_policy, max_age_days, section, exclude)
+        filters = make_filters(settings, limit, lang_policy, max_age_days, section, exclude, fill)
         key = ("html", "id", article_id, params_key(filters), lang, thumbnails)
-        return answers.serve(request, key, lambda b: answers.fragment(
+        return await answers.serve(request, key, lambda b: answers.fragment(
             answers.article(article_id), filters, key, b, lang, thumbnails))
 
     @app.get("/v1/fragment", response_class=HTMLResponse, dependencies=read, tags=["related"])
-    def related_fragment_by_url(request: Request, url: str = url_q, limit: int | None = limit_q,
-                                lang_policy: LangPolicy = "same", max_age_days: float | None = Query(None, gt=0),
-                                section: str | None = None, exclude: list[str] = exclude_q,
-                                lang: str | None = lang_q, thumbnails: bool = False) -> Response:
+    async def related_fragment_by_url(request: Request, url: str = url_q, limit: int | None = limit_q,
+                                      lang_policy: LangPolicy = "same", max_age_days: float | None = Query(None, gt=0),
+                                      section: str | None = None, exclude: list[str] = exclude_q,
+                                      lang: str | None = lang_q, thumbnails: bool = False,
+                                      fill: bool | None = fill_q) -> Response:
         """The block as server-rendered HTML, for the article with this canonical URL."""
-        filters = make_filters(settings, limit, lang_policy, max_age_days, section, exclude)
+        filters = make_filters(settings, limit, lang_policy, max_age_days, section, exclude, fill)
         key = ("html", "url", url, params_key(filters), lang, thumbnails)
-        return answers.serve(request, key, lambda b: answers.fragment(
+        return await answers.serve(request, key, lambda b: answers.fragment(
             answers.article(url=url), filters, key, b, lang, thumbnails))
 
     @app.post("/v1/related", response_model=RelatedResponse, dependencies=read, tags=["related"])
     def related_to_draft(draft: DraftRequest) -> RelatedResponse:
-        filters = make_filters(settings, draft.limit, draft.lang_policy, draft.max_age_days, draft.section, draft.exclude)
+        filters = make_filters(settings, draft.limit, draft.lang_policy, draft.max_age_days, draft.section,
+                               draft.exclude, draft.fill)
         lang = draft.lang or parse_article({"id": "draft", "title": draft.title or draft.text}).lang
-        return related_response(engine, None, engine.related_to_draft(draft.title, draft.text, lang, filters), filters)
+        related = engine.related_to_draft(draft.title, draft.text, lang, filters, url=draft.url)
+        return related_response(engine, None, related, filters)
 
 
 def _article_routes(app: FastAPI, settings: Settings, answers: Answers, guard: Guard) -> None:
@@ -187,7 +204,7 @@ def _article_routes(app: FastAPI, settings: Settings, answers: Answers, guard: G
     async def upsert_articles(request: Request) -> JSONResponse:
         """Batch upsert; needs the X-API-Key header."""
         rows = _batch(await _json_body(request), settings.max_batch)
-        return await run_in_threadpool(_upsert, engine, cache, rows)
+        return await run_in_threadpool(_upsert, engine, cache, app.state.materializer, rows)
 
     @app.delete("/v1/articles/{article_id}", dependencies=keyed, tags=["articles"])
     def delete_article(article_id: str) -> dict[str, str]:
@@ -238,7 +255,9 @@ def _page_routes(app: FastAPI, settings: Settings, engine: Engine, guard: Guard,
 
     @app.get("/healthz", tags=["ops"])
     def healthz() -> dict[str, object]:
-        return {"status": "ok", **engine.health()}
+        materializer = app.state.materializer
+        return {"status": "ok", **engine.health(),
+                "materialized": {"blocks": materializer.done, "pending": materializer.pending}}
 
     @app.get("/", include_in_schema=False)
     def root() -> RedirectResponse:
@@ -250,3 +269,8 @@ def _page_routes(app: FastAPI, settings: Settings, engine: Engine, guard: Guard,
     def demo_page(article_id: str | None = None, lang_policy: LangPolicy = "same") -> HTMLResponse:
         return HTMLResponse(demo.page(engine, article_id, lang_policy))
 
+
+
+def app_from_env() -> FastAPI:
+    """Zero-argument factory for `uvicorn --factory recsys.api:app_from_env` (one app per worker process)."""
+    return create_app(Settings())

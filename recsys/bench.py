@@ -67,15 +67,14 @@ def _timed(fn: Callable[[], object]) -> float:
 def bench_index(vectors: np.ndarray, settings: Settings, queries: int = 200, k: int = 10) -> dict:
     """Build time, bytes per article, single-query latency and recall@k against exact search, per index type."""
     n, dim = vectors.shape
-    ids = np.arange(1, n + 1, dtype=np.int64)
     rng = np.random.default_rng(1)
     qs = vectors[rng.choice(n, size=min(queries, n), replace=False)] + 0.05 * rng.standard_normal((min(queries, n), dim)).astype(np.float32)
     qs /= np.linalg.norm(qs, axis=1, keepdims=True)
     out: dict[str, dict] = {}
     exact: np.ndarray | None = None
     for kind, threshold in (("flat", n + 1), ("hnsw", 0)):
-        index = idx.new_index(dim, n, threshold, settings.hnsw_m, settings.hnsw_ef_search)
-        build_s = _timed(lambda: index.add_with_ids(vectors, ids))
+        index = idx.new_index(dim, n, idx.IndexParams(threshold, settings.hnsw_m, settings.hnsw_ef_search))
+        build_s = _timed(lambda: index.add(vectors))
         latencies, found = [], []
         for q in qs:
             start = time.perf_counter()

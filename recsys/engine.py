@@ -1,23 +1,33 @@
-"""The running system: store + embedder + live index, shared by the API and the CLI."""
+"""The running system: store + embedder + live index and catalog, shared by the API and the CLI.
+
+Writes go to the store first; `sync` then appends the new vectors to the catalog and the FAISS
+indexes. Reads run on the in-memory catalog and touch the store once, for the final items.
+"""
 
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from types import SimpleNamespace
 
 import faiss
 import numpy as np
+import threadpoolctl
 
+from recsys import candidates as cand
 from recsys import index as idx
 from recsys import lexical
+from recsys.thresholds import ranking_from
+from recsys.catalog import Catalog, Meta, key_of
 from recsys.embed import Embedder, content_hash, load_embedder
 from recsys.errors import InvalidInput, NotFound
-from recsys.recommend import Candidate, Filters, Query, Ranking, blend, rank, relevance
+from recsys.recommend import Filters, Pool, Query, blend, eligible, rank
 from recsys.settings import Settings
-from recsys.store import Article, Store, StoredVector
+from recsys.store import Article, Store
 
 log = logging.getLogger(__name__)
 
@@ -31,43 +41,28 @@ class UpsertResult:
 
 @dataclass(frozen=True)
 class Related:
-    """A ranked block plus how it was produced."""
+    """A block plus how it was produced: why each item is there, and what collapsed into it."""
 
     items: list[tuple[Article, float]]
     relaxed: list[str]
     candidates_seen: int
-
-
-def _candidate(sv: StoredVector, score: float, lexical_score: float) -> Candidate:
-    a = sv.article
-    return Candidate(
-        id=a.id, score=score, vector=sv.vector, lang=a.lang, published_ts=a.published_ts,
-        section=a.section, url=a.url, original_url=a.original_url, title=a.title, lexical=lexical_score,
-    )
+    reasons: list[str]
+    collapsed: dict[str, tuple[str, ...]]
 
 
 class Engine:
-    """Owns the store, the model and the live index of one recsys instance."""
+    """Owns the store, the model, and the live index of one recsys instance."""
 
     def __init__(self, settings: Settings, store: Store, embedder: Embedder, rebuild: bool = False) -> None:
-        self.settings = settings
-        self.store = store
-        self.embedder = embedder
-        self.knobs = Ranking(
-            dedup_threshold=settings.dedup_threshold,
-            dedup_lexical_threshold=settings.dedup_lexical_threshold,
-            dedup_dense_story_threshold=_story_threshold(settings, embedder),
-            lexical_weight=settings.lexical_weight,
-            recency_weight=settings.recency_weight,
-            recency_half_life_days=settings.recency_half_life_days,
-        )
+        self.settings, self.store, self.embedder = settings, store, embedder
+        self.knobs = ranking_from(settings, embedder.calibration)
+        self.params = idx.IndexParams(settings.hnsw_threshold, settings.hnsw_m, settings.hnsw_ef_search)
         self._build_lock = threading.Lock()
         self._sync_lock = threading.Lock()  # server threads must not add the same new vectors twice
-        self._tf_cache = lexical.TfCache(settings.lexical_cache_entries)
-        live = None if rebuild else idx.load_current(
-            settings.index_dir, embedder.name, embedder.dimension, settings.hnsw_ef_search
-        )
-        self.live = live if live is not None else self.build(progress=rebuild)
+        self._newest = cand.NewestOrder()
+        saved = None if rebuild else idx.load_current(
+            settings.index_dir, embedder.name, embedder.dimension, settings.hnsw_ef_search)
+        self.live = self._from_saved(saved) if saved is not None else self.build(progress=rebuild)
         self.sync()
 
     # -- writes -----------------------------------------------------------------------------
@@ -91,21 +86,33 @@ class Engine:
     def delete(self, article_id: str) -> None:
         if not self.store.delete(article_id):
             raise NotFound(f"no article with id {article_id!r}")
+        self.live.catalog.kill(article_id)
 
     def sync(self) -> int:
-        """Add vectors written since the live index was loaded (by this or another process)."""
+        """Append vectors written since the live index was loaded (by this or another process)."""
         if self.store.max_vid() <= self.live.max_vid:
             return 0
         added = 0
         with self._sync_lock:
             live = self.live
-            for vids, matrix in self.store.vectors(self.embedder.name, after_vid=live.max_vid):
-                if live.lexical is not None:
-                    fresh = self.store.resolve(list(vids), self.embedder.name).values()
-                    live.lexical.add(self.embedder.text_of(sv.article) for sv in fresh)
-                live.add(vids, matrix)
-                added += len(vids)
+            for rows, matrix in self.store.vector_rows(self.embedder.name, after_vid=live.max_vid):
+                metas, texts = self._metas(rows)
+                weighed = lexical.vectors(texts, live.lexical.idf)
+                appended = live.catalog.append(metas, matrix, weighed)
+                live.add(appended, matrix, int(rows[-1]["vid"]))
+                added += len(rows)
         return added
+
+    def _metas(self, rows: Sequence) -> tuple[list[Meta], list[str]]:  # noqa: ANN401 - sqlite rows
+        metas, texts = [], []
+        for r in rows:
+            # trusted rows: a plain namespace, not a model (pydantic's construct costs 300 µs a row)
+            text = self.embedder.text_of(SimpleNamespace(  # type: ignore[arg-type]
+                title=r["title"], text=r["text"], section=r["section"], source=r["source"]))
+            texts.append(text[: self.settings.lexical_max_chars])
+            metas.append(Meta(r["vid"], r["id"], r["lang"], r["published_ts"], r["section"], r["url"],
+                              r["original_url"], r["title"], key_of(r["content_hash"])))
+        return metas, texts
 
     def build(self, progress: bool = False) -> idx.LiveIndex:
         """Embed what lacks a vector for this model, write a fresh compact build, switch to it."""
@@ -113,119 +120,174 @@ class Engine:
             missing = self.store.get_many(self.store.ids_needing_vectors(self.embedder.name))
             for start in range(0, len(missing), 2048):
                 self._store(missing[start : start + 2048], progress)
-            count = self.store.count()
-            s = self.settings
-            index = idx.new_index(self.embedder.dimension, count, s.hnsw_threshold, s.hnsw_m, s.hnsw_ef_search)
-            max_vid = 0
-            for vids, matrix in self.store.vectors(self.embedder.name):
-                index.add_with_ids(matrix, vids)
-                max_vid = int(vids[-1])
-            stats = lexical.LexicalStats()
-            stats.add(self.embedder.text_of(a) for a in self.store.iter_articles())
+            metas, texts, chunks = [], [], []
+            for rows, matrix in self.store.vector_rows(self.embedder.name):
+                m, t = self._metas(rows)
+                metas += m
+                texts += t
+                chunks.append(matrix)
+            vectors = np.concatenate(chunks) if chunks else np.zeros((0, self.embedder.dimension), np.float32)
+            stats, weighed = lexical.fit_rows(texts)
+            catalog = Catalog(self.embedder.dimension, max(1024, len(metas)))
+            catalog.append(metas, vectors, weighed)
+            index = idx.new_index(self.embedder.dimension, len(metas), self.params)
+            faiss.omp_set_num_threads(os.cpu_count() or 1)  # a build may use every core; serving keeps one
+            try:
+                index.add(vectors)
+                by_lang = idx.build_lang_indexes(catalog, self.params)
+            finally:
+                faiss.omp_set_num_threads(self.settings.faiss_threads)
+            max_vid = metas[-1].vid if metas else 0
             manifest = idx.make_manifest(index, self.embedder.name, self.embedder.dimension, max_vid)
-            idx.save_build(s.index_dir, index, manifest, s.keep_builds, stats)
-            self.live = idx.LiveIndex(index, manifest, stats)
+            live = idx.LiveIndex(index, manifest, catalog, by_lang, self.params, stats)
+            idx.save_build(self.settings.index_dir, live, self.settings.keep_builds)
+            self.live = live
             log.info("built index %s: %d vectors (%s)", manifest.build_id, manifest.count, manifest.index_type)
-            return self.live
+            return live
+
+    def _from_saved(self, saved: idx.SavedBuild) -> idx.LiveIndex:
+        """Join a build read from disk with the store's current rows (stale vectors become dead rows)."""
+        current = self.store.rows_by_vid(saved.vids.tolist(), self.embedder.name)
+        metas, _ = self._metas(list(current.values()))
+        by_vid = {m.vid: m for m in metas}
+        dead = Meta(0, "", "", None, None, None, None, "", 0)
+        ordered = [by_vid.get(int(v), dead) for v in saved.vids]
+        vectors = saved.index.reconstruct_n(0, saved.index.ntotal) if saved.index.ntotal else \
+            np.zeros((0, self.embedder.dimension), np.float32)
+        catalog = Catalog(self.embedder.dimension, max(1024, len(ordered)))
+        catalog.append(ordered, vectors, saved.lexical_rows)
+        by_lang = {catalog.code_of("lang", name): sub for name, sub in saved.by_lang.items()}
+        return idx.LiveIndex(saved.index, saved.manifest, catalog, by_lang, self.params, saved.stats)
 
     # -- reads ------------------------------------------------------------------------------
     def related_to_article(self, article_id: str, filters: Filters, now_ts: float | None = None) -> Related:
+        self.sync()
+        catalog = self.live.catalog
+        row = catalog.row_of_id.get(article_id)
+        if row is not None:
+            col, vectors = catalog.col, self._vectors_of_row(row)
+            ts = float(col["ts"][row])
+            query = Query(row, int(col["lang"][row]), ts if not np.isnan(ts) else _now(now_ts),
+                          (int(col["url"][row]), int(col["original"][row])), 0)
+            return self._related(vectors, query, filters)
         article = self.store.get(article_id)
         if article is None:
             raise NotFound(f"no article with id {article_id!r}")
-        return self._related_to_stored(article, filters, now_ts)
+        # stored without a vector for this model (another process, another model): embed on the fly
+        query = self._query_of(article, now_ts, text_key=0)
+        return self._related(self._vectors_of_text(self.embedder.text_of(article)), query, filters)
 
-    def _related_to_stored(self, article: Article, filters: Filters, now_ts: float | None) -> Related:
-        vector = self.store.vector_of(article.id, self.embedder.name)
-        if vector is None:  # stored by a process using another model: embed on the fly
-            vector = self.embedder.encode([self.embedder.text_of(article)])[0]
-        query = Query(article.id, article.lang, article.published_ts, article.url, article.original_url)
-        return self.related_to_vector(vector, self.embedder.text_of(article), query, filters, now_ts)
-
-    def related_to_draft(self, title: str, text: str, lang: str, filters: Filters, now_ts: float | None = None) -> Related:
+    def related_to_draft(self, title: str, text: str, lang: str, filters: Filters,
+                         now_ts: float | None = None, url: str | None = None) -> Related:
         if not title.strip() and not text.strip():
             raise InvalidInput("a draft needs a title or a text")
-        draft = Article(id="draft", title=title or text[:200], text=text, lang=lang)
-        text_of_draft = self.embedder.text_of(draft)
-        vector = self.embedder.encode([text_of_draft])[0]
-        return self.related_to_vector(vector, text_of_draft, Query(None, lang), filters, now_ts)
-
-    def related_to_vector(self, vector: np.ndarray, text: str, query: Query, filters: Filters,
-                          now_ts: float | None = None) -> Related:
-        """Over-fetch from FAISS, deepening until the strict filters fill `limit` or the pool ends."""
         self.sync()
-        now_ts = time.time() if now_ts is None else now_ts
-        k = max(self.settings.min_candidates, 4 * (filters.limit + len(filters.exclude) + 1))
-        ceiling = min(self.live.ntotal, self.settings.max_candidates)
-        while True:
-            pool, pairs, by_id = self._pool(vector, text, k)
-            strict = rank(query, pool, filters, now_ts, self.knobs, allow_relax=False, lexical_pairs=pairs)
-            if len(strict.items) >= filters.limit or k >= ceiling:
-                break
-            k = min(k * 4, ceiling)
-        ranked = strict
-        if len(strict.items) < filters.limit:
-            ranked = rank(query, pool, filters, now_ts, self.knobs, lexical_pairs=pairs)
-        items = [(by_id[c.id], relevance(c, self.knobs)) for c in ranked.items]
-        return Related(items, ranked.relaxed, len(pool))
+        draft = Article(id="draft", title=title or text[:200], text=text, lang=lang, url=url)
+        embedded = self.embedder.text_of(draft)
+        query = self._query_of(draft, now_ts, text_key=key_of(content_hash(embedded)))
+        return self._related(self._vectors_of_text(embedded), query, filters)
 
-    def _pool(self, vector: np.ndarray, text: str, k: int) -> tuple[list[Candidate], np.ndarray | None, dict[str, Article]]:
-        """Top-k live candidates with their lexical similarity to the query and to each other."""
-        hits = self.live.search(vector, k)
-        resolved = self.store.resolve([vid for vid, _ in hits], self.embedder.name)
-        stored = [(resolved[vid], score) for vid, score in hits if vid in resolved]
-        pairs = None
-        lexical_scores = np.zeros(len(stored))
-        if self.live.lexical is not None and self.knobs.lexical_weight > 0 and stored:
-            texts = {sv.vid: self.embedder.text_of(sv.article) for sv, _ in stored}
-            tf = self._tf_cache.rows([sv.vid for sv, _ in stored], texts.__getitem__)
-            lexical_scores, pairs = lexical.row_similarities(lexical.tf_rows([text]), tf, self.live.lexical.idf)
-        pool = [_candidate(sv, score, float(lx)) for (sv, score), lx in zip(stored, lexical_scores)]
-        return pool, pairs, {sv.article.id: sv.article for sv, _ in stored}
+    def _query_of(self, article: Article, now_ts: float | None, text_key: int) -> Query:
+        ts = article.published_ts
+        return Query(-1, self.live.catalog.code_of("lang", article.lang), ts if ts is not None else _now(now_ts),
+                     (key_of(article.url), key_of(article.original_url)), text_key)
+
+    def _vectors_of_row(self, row: int) -> cand.QueryVectors:
+        snap = self.live.catalog.snapshot()
+        return cand.QueryVectors(snap.vectors[row], snap.lexical.take(np.array([row])))
+
+    def _vectors_of_text(self, text: str) -> cand.QueryVectors:
+        lexical_text = text[: self.settings.lexical_max_chars]
+        return cand.QueryVectors(self.embedder.encode([text])[0], lexical.vectors([lexical_text], self.live.lexical.idf))
+
+    def _related(self, vectors: cand.QueryVectors, query: Query, filters: Filters) -> Related:
+        """Rank, fill if asked, and read the final items; items found stale meanwhile are dropped and redone."""
+        for _ in range(3):
+            rows, scores, reasons, collapsed, relaxed, seen = self._block(vectors, query, filters)
+            vids = self.live.catalog.snapshot().col["vid"]
+            found = self.store.articles_by_vid([int(vids[r]) for r in rows])
+            missing = [r for r in rows if int(vids[r]) not in found]
+            if not missing:
+                break
+            for r in missing:  # deleted or edited by another process since this catalog saw it
+                self.live.catalog.kill(self.live.catalog.snapshot().ids[r])
+        ids = self.live.catalog.snapshot().ids
+        items = [(found[int(vids[r])], s) for r, s in zip(rows, scores) if int(vids[r]) in found]
+        kept = [reason for r, reason in zip(rows, reasons) if int(vids[r]) in found]
+        merged = {ids[r]: tuple(ids[m] for m in ms) for r, ms in collapsed.items()}
+        return Related(items, relaxed, seen, kept, merged)
+
+    def _block(self, vectors: cand.QueryVectors, query: Query, filters: Filters) -> tuple:
+        snap = self.live.catalog.snapshot()
+        excluded = np.array([r for r in map(self.live.catalog.row_of_id.get, filters.exclude) if r is not None])
+        section = None if filters.section is None else self.live.catalog.code_of("section", filters.section)
+        k = max(self.settings.min_candidates, 4 * (filters.limit + len(filters.exclude) + 1))
+        while True:
+            rows, dense = cand.search(self.live, vectors, query, filters.lang_policy, k)
+            pool = cand.pool(snap, rows, dense, vectors)
+            ok = eligible(query, pool, filters, excluded, cand.lang_codes(query, filters.lang_policy), section)
+            ranked = rank(query, pool, filters, self.knobs, ok)
+            deeper = len(rows) >= k and k < self.settings.max_candidates and len(ranked.rows) < filters.limit
+            if not deeper or not self._more_above_floor(pool):
+                break
+            k = min(4 * k, self.settings.max_candidates)
+        reasons = ["related"] * len(ranked.rows)
+        rows, scores, relaxed = list(ranked.rows), list(ranked.scores), []
+        if filters.fill and len(rows) < filters.limit:
+            taken = np.array(rows + excluded.tolist(), dtype=np.int64)
+            extra, relaxed = cand.fill(self.live.catalog, snap, self._newest.of(snap), query, filters, taken,
+                                       filters.limit - len(rows))
+            rows += extra
+            scores += cand.relevance_of(snap, extra, vectors, self.knobs)
+            reasons += ["fill"] * len(extra)
+        return rows, scores, reasons, ranked.collapsed, relaxed, len(pool.rows)
+
+    def _more_above_floor(self, pool: Pool) -> bool:
+        """Whether the deepest candidate still clears the floor: only then can a deeper search add items."""
+        scores = blend(pool.dense, pool.lexical, self.knobs.lexical_weight)
+        return bool(len(scores)) and float(scores[-1]) >= self.knobs.related_floor
 
     def neighbours(self, article_ids: set[str], k: int) -> set[str]:
         """Ids among the k nearest of each article: the blocks a new or changed article may now enter."""
         self.sync()
-        found: set[str] = set()
+        snap, found = self.live.catalog.snapshot(), set()
         for article_id in article_ids:
-            vector = self.store.vector_of(article_id, self.embedder.name)
-            if vector is not None:
-                hits = self.live.search(vector, k)
-                found |= {sv.article.id for sv in self.store.resolve([v for v, _ in hits], self.embedder.name).values()}
+            row = self.live.catalog.row_of_id.get(article_id)
+            if row is not None:
+                rows, _ = self.live.search(snap.vectors[row], k)
+                found |= {snap.ids[r] for r in rows if r < snap.n and snap.ids[r]}
         return found
 
+    def pair_features(self, a_id: str, b_id: str) -> tuple[float, float]:
+        """(dense cosine, lexical cosine) of two stored articles."""
+        self.sync()
+        rows = [self.live.catalog.row_of_id.get(i) for i in (a_id, b_id)]
+        if None in rows:
+            raise NotFound(f"no indexed article with id {a_id if rows[0] is None else b_id!r}")
+        snap = self.live.catalog.snapshot()
+        lex = snap.lexical.take(np.array(rows))
+        return float(snap.vectors[rows[0]] @ snap.vectors[rows[1]]), float((lex[0] @ lex[1].T).toarray()[0, 0])
+
     def similarity(self, a_id: str, b_id: str) -> float:
-        """The relevance related() gives b as an answer for a, without the time boost."""
-        a, b = self.store.get(a_id), self.store.get(b_id)
-        if a is None or b is None:
-            raise NotFound(f"no article with id {a_id if a is None else b_id!r}")
-        va, vb = (self.store.vector_of(x.id, self.embedder.name) for x in (a, b))
-        if va is None or vb is None:
-            va, vb = self.embedder.encode([self.embedder.text_of(a), self.embedder.text_of(b)])
-        lexical_score = 0.0
-        if self.live.lexical is not None and self.knobs.lexical_weight > 0:
-            to_a, _ = lexical.similarities(self.embedder.text_of(a), [self.embedder.text_of(b)], self.live.lexical.idf)
-            lexical_score = float(to_a[0])
-        return blend(float(np.dot(va, vb)), lexical_score, self.knobs)
+        """The fused relevance of b to a (the score ranking starts from, without the time bonus)."""
+        dense, lex = self.pair_features(a_id, b_id)
+        return float(blend(dense, lex, self.knobs.lexical_weight))
 
     def health(self) -> dict[str, object]:
         m = self.live.manifest
-        return {
-            "model": self.embedder.name,
-            "dimension": self.embedder.dimension,
-            "articles": self.store.count(),
-            "index": {**m.__dict__, "live_vectors": self.live.ntotal},
-        }
+        return {"model": self.embedder.name, "dimension": self.embedder.dimension, "articles": self.store.count(),
+                "index": {**m.__dict__, "live_vectors": self.live.ntotal}}
 
 
-def _story_threshold(settings: Settings, embedder: Embedder) -> float:
-    if settings.dedup_dense_story_threshold is not None:
-        return settings.dedup_dense_story_threshold
-    return float(embedder.calibration.get("dedup_dense_story_threshold", 2.0))  # 2.0: cosine never reaches it
+def _now(now_ts: float | None) -> float:
+    return time.time() if now_ts is None else now_ts
 
 
 def open_engine(settings: Settings, embedder: Embedder | None = None, rebuild: bool = False) -> Engine:
     """Open the store, load the model (unless given) and the live index (built if none, or if asked)."""
     faiss.omp_set_num_threads(settings.faiss_threads)
+    # Requests multiply tiny matrices: BLAS threads only contend for the cores (10 ms instead of 10 µs
+    # for a 40x384 product on a loaded 2-core box), so the serving process keeps BLAS on one thread.
+    threadpoolctl.threadpool_limits(limits=1, user_api="blas")
     store = Store(settings.db_path)
     return Engine(settings, store, embedder or load_embedder(settings), rebuild=rebuild)

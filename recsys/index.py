@@ -1,8 +1,14 @@
 """Index stage: FAISS builds on disk (one folder each, with a manifest) and the live index.
 
 Layout under RECSYS_INDEX_DIR:
-    builds/<build_id>/index.faiss, builds/<build_id>/manifest.json
-    current            -- the name of the live build, replaced atomically
+    builds/<build_id>/index.faiss     every vector; FAISS position = catalog row
+    builds/<build_id>/lang-<xx>.faiss one index per language, with lang-<xx>.rows.npy (its rows)
+    builds/<build_id>/rows.npz        the vid of each row and the normalised lexical rows
+    builds/<build_id>/manifest.json, lexical_df.npz
+    current                           the name of the live build, replaced atomically
+
+A language filter is applied inside the search, by searching that language's own index, so a
+modest k fills a block on a multilingual corpus whose nearest neighbours are translations.
 """
 
 from __future__ import annotations
@@ -19,7 +25,9 @@ from pathlib import Path
 
 import faiss
 import numpy as np
+from scipy import sparse
 
+from recsys.catalog import Catalog
 from recsys.errors import IndexMismatch
 from recsys.lexical import LexicalStats
 
@@ -27,6 +35,8 @@ log = logging.getLogger(__name__)
 
 METRIC = "inner_product"
 LEXICAL_FILE = "lexical_df.npz"
+ROWS_FILE = "rows.npz"
+FORMAT = 2  # builds of another layout are rebuilt, not misread
 
 
 @dataclass(frozen=True)
@@ -43,70 +53,128 @@ class Manifest:
     max_vid: int
     created_at: str
     faiss_version: str
+    format: int = 1
 
 
-def new_index(dimension: int, expected_count: int, hnsw_threshold: int, hnsw_m: int, ef_search: int) -> faiss.Index:
-    """Exact inner product for small corpora, HNSW at or above the threshold; ids are vids."""
-    if expected_count >= hnsw_threshold:
-        inner = faiss.IndexHNSWFlat(dimension, hnsw_m, faiss.METRIC_INNER_PRODUCT)
-        inner.hnsw.efConstruction = max(40, 2 * hnsw_m)
-        inner.hnsw.efSearch = ef_search
-    else:
-        inner = faiss.IndexFlatIP(dimension)
-    return faiss.IndexIDMap2(inner)
+@dataclass(frozen=True)
+class IndexParams:
+    """How FAISS indexes are made (from Settings)."""
+
+    hnsw_threshold: int = 50_000
+    hnsw_m: int = 32
+    ef_search: int = 128
+
+
+def new_index(dimension: int, expected_count: int, params: IndexParams) -> faiss.Index:
+    """Exact inner product for small corpora, HNSW at or above the threshold; positions are rows."""
+    if expected_count < params.hnsw_threshold:
+        return faiss.IndexFlatIP(dimension)
+    index = faiss.IndexHNSWFlat(dimension, params.hnsw_m, faiss.METRIC_INNER_PRODUCT)
+    index.hnsw.efConstruction = max(40, 2 * params.hnsw_m)
+    index.hnsw.efSearch = params.ef_search
+    return index
 
 
 def index_type(index: faiss.Index) -> str:
-    inner = faiss.downcast_index(index.index) if isinstance(index, faiss.IndexIDMap) else index
-    return "hnsw" if isinstance(inner, faiss.IndexHNSW) else "flat"
+    return "hnsw" if isinstance(index, faiss.IndexHNSW) else "flat"
+
+
+class LangIndex:
+    """One language's vectors: a FAISS index and the catalog row of each of its positions."""
+
+    def __init__(self, index: faiss.Index, rows: np.ndarray) -> None:
+        self.index, self.rows, self.count = index, rows, len(rows)
+
+    def add(self, rows: np.ndarray, vectors: np.ndarray) -> None:
+        if self.count + len(rows) > len(self.rows):
+            grown = np.zeros(max(2 * len(self.rows), self.count + len(rows)), dtype=np.int64)
+            grown[: self.count] = self.rows[: self.count]
+            self.rows = grown
+        self.rows[self.count : self.count + len(rows)] = rows
+        self.index.add(vectors)
+        self.count += len(rows)
 
 
 class LiveIndex:
-    """The loaded FAISS index plus what it covers; thread-safe add and search."""
+    """The loaded build: all vectors, one index per language, and the catalog of their rows."""
 
-    def __init__(self, index: faiss.Index, manifest: Manifest, lexical: LexicalStats | None = None) -> None:
-        self.index = index
-        self.manifest = manifest
-        self.lexical = lexical
+    def __init__(self, index: faiss.Index, manifest: Manifest, catalog: Catalog,
+                 by_lang: dict[int, LangIndex], params: IndexParams, lexical: LexicalStats) -> None:
+        self.index, self.manifest, self.catalog, self.by_lang = index, manifest, catalog, by_lang
+        self.params, self.lexical = params, lexical
         self.max_vid = manifest.max_vid
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # FAISS indexes must not be searched while they grow
 
     @property
     def ntotal(self) -> int:
         return int(self.index.ntotal)
 
-    def add(self, vids: np.ndarray, vectors: np.ndarray) -> None:
-        if len(vids) == 0:
+    def add(self, rows: np.ndarray, vectors: np.ndarray, max_vid: int) -> None:
+        """Add the vectors of freshly appended catalog rows."""
+        if len(rows) == 0:
             return
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        langs = self.catalog.col["lang"][rows]
         with self._lock:
-            self.index.add_with_ids(np.ascontiguousarray(vectors, dtype=np.float32), vids.astype(np.int64))
-            self.max_vid = max(self.max_vid, int(vids.max()))
+            self.index.add(vectors)
+            for code in np.unique(langs):
+                mine = langs == code
+                sub = self.by_lang.get(int(code))
+                if sub is None:
+                    sub = self.by_lang[int(code)] = LangIndex(new_index(vectors.shape[1], 0, self.params), np.zeros(0, np.int64))
+                sub.add(rows[mine], vectors[mine])
+            self.max_vid = max(self.max_vid, max_vid)
 
-    def search(self, vector: np.ndarray, k: int) -> list[tuple[int, float]]:
-        """Top-k (vid, score); FAISS padding (-1 ids) is dropped."""
-        k = min(k, self.ntotal)
-        if k <= 0:
-            return []
+    def search(self, vector: np.ndarray, k: int, lang: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k (rows, scores), within one language when `lang` is given; FAISS padding dropped."""
         query = np.ascontiguousarray(vector, dtype=np.float32).reshape(1, -1)
         with self._lock:
-            scores, ids = self.index.search(query, k)
-        return [(int(i), float(s)) for i, s in zip(ids[0], scores[0]) if i >= 0]
+            sub = None if lang is None else self.by_lang.get(lang)
+            if lang is not None and sub is None:
+                return np.zeros(0, np.int64), np.zeros(0, np.float32)
+            index = self.index if sub is None else sub.index
+            k = min(k, int(index.ntotal))
+            if k <= 0:
+                return np.zeros(0, np.int64), np.zeros(0, np.float32)
+            scores, ids = index.search(query, k)
+            ids, scores = ids[0], scores[0]
+            keep = ids >= 0
+            ids, scores = ids[keep], scores[keep]
+            return (ids if sub is None else sub.rows[ids]), scores
+
+
+def build_lang_indexes(catalog: Catalog, params: IndexParams) -> dict[int, LangIndex]:
+    """One index per language over the catalog's rows."""
+    snap = catalog.snapshot()
+    langs = snap.col["lang"][: snap.n]
+    out = {}
+    for code in np.unique(langs):
+        rows = np.flatnonzero(langs == code).astype(np.int64)
+        index = new_index(catalog.dimension, len(rows), params)
+        index.add(np.ascontiguousarray(snap.vectors[rows]))
+        out[int(code)] = LangIndex(index, rows)
+    return out
 
 
 def _builds(index_dir: Path) -> Path:
     return Path(index_dir) / "builds"
 
 
-def save_build(index_dir: Path, index: faiss.Index, manifest: Manifest, keep: int,
-               lexical: LexicalStats | None = None) -> Path:
+def save_build(index_dir: Path, live: LiveIndex, keep: int) -> Path:
     """Write the build aside, rename it into place, then switch `current` atomically."""
     builds = _builds(index_dir)
     builds.mkdir(parents=True, exist_ok=True)
+    manifest, snap = live.manifest, live.catalog.snapshot()
     tmp = builds / f".tmp-{manifest.build_id}"
     tmp.mkdir()
-    faiss.write_index(index, str(tmp / "index.faiss"))
-    if lexical is not None:
-        lexical.save(tmp / LEXICAL_FILE)
+    faiss.write_index(live.index, str(tmp / "index.faiss"))
+    langs = {}
+    for code, sub in live.by_lang.items():
+        faiss.write_index(sub.index, str(tmp / f"lang-{snap.langs[code]}.faiss"))
+        langs[f"lang_{snap.langs[code]}"] = sub.rows[: sub.count]
+    np.savez(tmp / ROWS_FILE, vids=snap.col["vid"][: snap.n], **langs)
+    sparse.save_npz(tmp / "lexical_rows.npz", snap.lexical.matrix(), compressed=False)
+    live.lexical.save(tmp / LEXICAL_FILE)
     (tmp / "manifest.json").write_text(json.dumps(asdict(manifest), indent=2))
     final = builds / manifest.build_id
     os.replace(tmp, final)
@@ -115,6 +183,18 @@ def save_build(index_dir: Path, index: faiss.Index, manifest: Manifest, keep: in
     os.replace(pointer, Path(index_dir) / "current")
     _prune(builds, keep, manifest.build_id)
     return final
+
+
+@dataclass(frozen=True)
+class SavedBuild:
+    """A build as read from disk; the engine joins it with the store into a LiveIndex."""
+
+    manifest: Manifest
+    index: faiss.Index
+    vids: np.ndarray
+    lexical_rows: sparse.csr_matrix
+    by_lang: dict[str, LangIndex]
+    stats: LexicalStats
 
 
 def _prune(builds: Path, keep: int, live: str) -> None:
@@ -135,8 +215,8 @@ def current_build(index_dir: Path) -> Path | None:
     return folder if (folder / "manifest.json").exists() else None
 
 
-def load_current(index_dir: Path, model: str, dimension: int, ef_search: int) -> LiveIndex | None:
-    """The live build, or None if there is none; IndexMismatch if it was made with another model."""
+def load_current(index_dir: Path, model: str, dimension: int, ef_search: int) -> SavedBuild | None:
+    """The live build, or None if there is none (or of an older layout); IndexMismatch for another model."""
     folder = current_build(index_dir)
     if folder is None:
         return None
@@ -147,13 +227,25 @@ def load_current(index_dir: Path, model: str, dimension: int, ef_search: int) ->
             f"(dimension {manifest.dimension}) but the loaded model is {model!r} (dimension "
             f"{dimension}); run `recsys build` to rebuild it for this model"
         )
-    index = faiss.read_index(str(folder / "index.faiss"))
+    if manifest.format != FORMAT:
+        log.info("index build %s has an older layout; building anew", manifest.build_id)
+        return None
+    index = _read(folder / "index.faiss", ef_search)
     if index.d != dimension or index.ntotal != manifest.count:
         raise IndexMismatch(f"index build {manifest.build_id} does not match its manifest; run `recsys build`")
-    if manifest.index_type == "hnsw":
-        faiss.downcast_index(index.index).hnsw.efSearch = ef_search
-    stats = LexicalStats.load(folder / LEXICAL_FILE) if (folder / LEXICAL_FILE).exists() else None
-    return LiveIndex(index, manifest, stats)
+    with np.load(folder / ROWS_FILE) as rows:
+        vids = rows["vids"]
+        by_lang = {name[5:]: LangIndex(_read(folder / f"lang-{name[5:]}.faiss", ef_search), rows[name])
+                   for name in rows.files if name.startswith("lang_")}
+    lexical_rows = sparse.load_npz(folder / "lexical_rows.npz").tocsr()
+    return SavedBuild(manifest, index, vids, lexical_rows, by_lang, LexicalStats.load(folder / LEXICAL_FILE))
+
+
+def _read(path: Path, ef_search: int) -> faiss.Index:
+    index = faiss.read_index(str(path))
+    if isinstance(index, faiss.IndexHNSW):
+        index.hnsw.efSearch = ef_search
+    return index
 
 
 def make_manifest(index: faiss.Index, model: str, dimension: int, max_vid: int) -> Manifest:
@@ -169,4 +261,5 @@ def make_manifest(index: faiss.Index, model: str, dimension: int, max_vid: int) 
         max_vid=max_vid,
         created_at=now.isoformat(),
         faiss_version=faiss.__version__,
+        format=FORMAT,
     )

@@ -1,53 +1,28 @@
-"""Ranking stage: pure functions from FAISS candidates to the related block.
+"""Ranking stage: pure functions from a FAISS candidate pool (arrays) to the related block.
 
-Order of work: hard exclusions (the article itself, `exclude` ids) -> filters (language,
-age, section) -> rank (dense plus lexical similarity, plus a small closeness-in-time boost)
--> collapse items of one story to one -> cut to `limit`. When fewer than `limit` items
-survive, filters are relaxed one at a time in RELAX_ORDER and the response says which.
+Order of work: hard exclusions (the article itself in any language, `exclude` ids, a draft's
+own text, the replay moment) -> filters (language, section, time window around the article)
+-> relevance floor (a calibrated fused score: below it nothing is called related) -> ranking
+key (fused dense + lexical score plus a closeness-in-time bonus; the key is the score shown)
+-> one item per story (same-story items collapse into the best-ranked one; copies of one text
+show the reader's language, then the newer) -> cut to `limit`. Filling a short block with the
+newest items is the engine's job and is marked as such.
 """
 
 from __future__ import annotations
 
-import re
-import unicodedata
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
-from typing import Any
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from recsys.errors import InvalidInput
 
-LANG_POLICIES = ("same", "any")
+LANG_POLICIES = ("same", "prefer", "any")
+FUSIONS = ("blend", "weighted", "rrf", "dense")
 RELAX_ORDER = ("section", "max_age_days", "lang_policy")
 DAY = 86_400.0
-
-
-@dataclass(frozen=True)
-class Candidate:
-    """One article that FAISS returned, with what ranking needs to know about it."""
-
-    id: str
-    score: float
-    vector: np.ndarray
-    lang: str
-    published_ts: float | None = None
-    section: str | None = None
-    url: str | None = None
-    original_url: str | None = None
-    title: str = ""
-    lexical: float = 0.0
-
-
-@dataclass(frozen=True)
-class Query:
-    """The article (saved or draft) that the block is for."""
-
-    id: str | None
-    lang: str | None
-    published_ts: float | None = None
-    url: str | None = None
-    original_url: str | None = None
+RRF_K = 60.0
 
 
 @dataclass(frozen=True)
@@ -60,6 +35,7 @@ class Filters:
     section: str | None = None
     exclude: frozenset[str] = field(default_factory=frozenset)
     published_before: float | None = None  # replay: only items published before this moment (never relaxed)
+    fill: bool = True  # fill a short block with the newest items (marked "fill"), or return fewer
 
     def __post_init__(self) -> None:
         if self.lang_policy not in LANG_POLICIES:
@@ -72,164 +48,184 @@ class Filters:
 
 @dataclass(frozen=True)
 class Ranking:
-    """Tuning knobs of the ranker (from Settings)."""
+    """Knobs of the ranker: thresholds are on one model's score scale, so they are fitted per model."""
 
-    dedup_threshold: float = 0.92
-    dedup_lexical_threshold: float = 0.15
-    dedup_dense_story_threshold: float = 0.55
-    copy_lexical_threshold: float = 0.6
+    copy_dense_threshold: float = 0.92  # dense cosine at which two items are one text (a translation)
+    story_threshold: float = 0.45  # fused pair score at which two items are one story
+    story_dense_threshold: float = 2.0  # dense cosine at which two items are one story in any language (2 = off)
+    related_floor: float = 0.0  # fused score to the query below which an item is not related
     lexical_weight: float = 0.5
+    fusion: str = "blend"
     recency_weight: float = 0.05
     recency_half_life_days: float = 14.0
+    collapse: bool = True
+
+
+@dataclass(frozen=True)
+class Query:
+    """The article (saved or draft) that the block is for, in catalog terms."""
+
+    row: int  # -1 for a draft
+    lang: int  # catalog language code; -1 unknown
+    anchor_ts: float  # the article's own time (now for drafts and undated articles)
+    keys: tuple[int, ...] = ()  # url and original_url keys: every copy of the article shares one
+    text_key: int = 0
+
+
+PairSimilarities = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
+
+
+@dataclass(frozen=True)
+class Pool:
+    """Candidates as aligned arrays: catalog rows, scores to the query, catalog columns, and a
+    function giving (dense, lexical) similarity matrices among chosen positions of the pool."""
+
+    rows: np.ndarray
+    dense: np.ndarray
+    lexical: np.ndarray
+    col: dict[str, np.ndarray]  # catalog columns taken at `rows`
+    pairs: PairSimilarities
 
 
 @dataclass(frozen=True)
 class Ranked:
-    items: list[Candidate]
-    relaxed: list[str]
+    rows: list[int]
+    scores: list[float]
+    collapsed: dict[int, tuple[int, ...]]  # shown row -> rows of its story that were not shown
 
 
-def _norm_title(title: str) -> str:
-    title = unicodedata.normalize("NFKC", title).casefold()
-    return re.sub(r"\W+", " ", title).strip()
+def blend(dense: np.ndarray | float, lexical: np.ndarray | float, weight: float) -> np.ndarray | float:
+    """The absolute fused score: dense cosine plus a weighted lexical cosine, back on the cosine scale."""
+    return (dense + weight * lexical) / (1.0 + weight)
 
 
-def is_self(query: Query, cand: Candidate) -> bool:
-    return cand.id == query.id or (query.url is not None and cand.url == query.url)
+def _minmax(x: np.ndarray) -> np.ndarray:
+    span = float(x.max() - x.min()) if len(x) else 0.0
+    return (x - x.min()) / span if span > 0 else np.zeros_like(x)
 
 
-def passes(query: Query, cand: Candidate, filters: Filters, now_ts: float) -> bool:
-    """Whether a candidate meets the (possibly relaxed) filters."""
-    if filters.lang_policy == "same" and query.lang and cand.lang != query.lang:
-        return False
-    if filters.section is not None and (cand.section or "").casefold() != filters.section.casefold():
-        return False
+def _ranks(x: np.ndarray) -> np.ndarray:
+    out = np.empty(len(x))
+    out[np.argsort(-x, kind="stable")] = np.arange(1, len(x) + 1)
+    return out
+
+
+def fuse(dense: np.ndarray, lexical: np.ndarray, knobs: Ranking) -> np.ndarray:
+    """The relevance part of the ranking key, by the configured fusion method."""
+    w = knobs.lexical_weight
+    if knobs.fusion == "dense" or w == 0:
+        return dense.astype(np.float64)
+    if knobs.fusion == "weighted":  # per-list normalisation, then a weighted sum
+        return (_minmax(dense) + w * _minmax(lexical)) / (1.0 + w)
+    if knobs.fusion == "rrf":
+        return 1.0 / (RRF_K + _ranks(dense)) + w / (RRF_K + _ranks(lexical))
+    return np.asarray(blend(dense, lexical, w), dtype=np.float64)
+
+
+def recency(ts: np.ndarray, anchor_ts: float, knobs: Ranking) -> np.ndarray:
+    """Bonus halving every half-life of distance from the article's own time; undated items get
+    the bonus of one half-life away (neither favoured nor pushed down)."""
+    days = np.abs(ts - anchor_ts) / DAY
+    days = np.where(np.isnan(days), knobs.recency_half_life_days, days)
+    return knobs.recency_weight * 0.5 ** (days / knobs.recency_half_life_days)
+
+
+def same_text(col: dict[str, np.ndarray], keys: tuple[int, ...]) -> np.ndarray:
+    """Rows that are the article with these url keys, or a translation sharing its original."""
+    wanted = np.array([k for k in keys if k], dtype=np.int64)
+    if not len(wanted):
+        return np.zeros(len(col["url"]), dtype=bool)
+    return np.isin(col["url"], wanted) | np.isin(col["original"], wanted)
+
+
+def eligible(query: Query, pool: Pool, filters: Filters, excluded_rows: np.ndarray, lang_codes: tuple[int, ...] | None,
+             section: int | None) -> np.ndarray:
+    """Mask of candidates that may be shown: not the article in any language, not excluded, filters met."""
+    col = pool.col
+    ok = col["alive"] & (pool.rows != query.row) & ~np.isin(pool.rows, excluded_rows)
+    ok &= ~same_text(col, query.keys)
+    if query.text_key:
+        ok &= col["text"] != query.text_key
+    if filters.published_before is not None:
+        ok &= col["ts"] < filters.published_before  # NaN compares False: undated items have no replay time
+    if lang_codes is not None:
+        ok &= np.isin(col["lang"], lang_codes)
+    if section is not None:
+        ok &= col["section"] == section
     if filters.max_age_days is not None:
-        if cand.published_ts is None or now_ts - cand.published_ts > filters.max_age_days * DAY:
-            return False
-    return True
+        distance = np.abs(col["ts"] - query.anchor_ts)
+        ok &= ~(distance > filters.max_age_days * DAY)  # undated items are not dropped by a window
+    return ok
 
 
-def blend(dense: float, lexical: float, knobs: Ranking) -> float:
-    """Dense cosine plus a weighted lexical bonus, scaled back to the cosine range."""
-    return (dense + knobs.lexical_weight * lexical) / (1.0 + knobs.lexical_weight)
+def relations(col: dict[str, np.ndarray], pair_dense: np.ndarray, pair_lexical: np.ndarray,
+              knobs: Ranking) -> tuple[np.ndarray, np.ndarray]:
+    """(copy, story) boolean matrices over some candidates: one text told twice, and one story."""
+    url, original = col["url"], col["original"]
+
+    def shared(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        return (a[:, None] == b[None, :]) & (a[:, None] != 0)
+
+    links = shared(url, original) | shared(original, original) | shared(url, url)
+    copy = links | links.T | shared(col["title"], col["title"]) | (pair_dense >= knobs.copy_dense_threshold)
+    fused = blend(pair_dense, pair_lexical, knobs.lexical_weight)
+    story = copy | (fused >= knobs.story_threshold) | (pair_dense >= knobs.story_dense_threshold)
+    return copy, story
 
 
-def relevance(cand: Candidate, knobs: Ranking) -> float:
-    return blend(cand.score, cand.lexical, knobs)
-
-
-def rank_score(query: Query, cand: Candidate, now_ts: float, knobs: Ranking) -> float:
-    """Relevance plus a boost that halves every half-life of distance in time from the query."""
-    if knobs.recency_weight == 0 or cand.published_ts is None:
-        return relevance(cand, knobs)
-    anchor = query.published_ts if query.published_ts is not None else now_ts
-    distance_days = abs(anchor - cand.published_ts) / DAY
-    return relevance(cand, knobs) + knobs.recency_weight * 0.5 ** (distance_days / knobs.recency_half_life_days)
-
-
-DIFFERENT, SAME_STORY, COPY = 0, 1, 2
-
-
-def story_relation(a: Candidate, b: Candidate, dense: float, lexical: float, knobs: Ranking,
-                   same_title: bool | None = None) -> int:
-    """COPY for one text told twice (a translation link, the same headline, near-identical vectors or
-    n-grams); SAME_STORY for shared wording or close meaning (any language); else DIFFERENT."""
-    links_a = {a.url, a.original_url} - {None}
-    links_b = {b.url, b.original_url} - {None}
-    if same_title is None:
-        same_title = bool(a.title) and _norm_title(a.title) == _norm_title(b.title)
-    if links_a & links_b or same_title:
-        return COPY
-    if dense >= knobs.dedup_threshold or lexical >= knobs.copy_lexical_threshold:
-        return COPY
-    if lexical >= knobs.dedup_lexical_threshold or dense >= knobs.dedup_dense_story_threshold:
-        return SAME_STORY
-    return DIFFERENT
-
-
-Relation = Callable[[Candidate, Candidate], int]
-PairSims = Any  # anything indexable as [i, j]: an array, or lexical.LazyGram
-
-
-def collapse(ordered: Sequence[Candidate], reader_lang: str | None, relation: Relation) -> list[Candidate]:
-    """One item per story, in rank order.
+def collapse(order: list[int], pool: Pool, knobs: Ranking, reader_lang: int, limit: int) -> list[tuple[int, list[int]]]:
+    """Groups (shown position, other positions) in rank order, one per story, at most `limit`.
 
     An item joins a group when it tells the same story as the group's leader (its best-ranked
-    item; chaining through other members would let one loose match merge two stories). The
-    group shows its leader, unless the leader has copies: then the copy in the reader's language,
-    then the newer one, stands for it.
+    item: chaining through other members would let one loose match merge two stories). The
+    group shows its leader, unless the leader has copies: then the copy in the reader's
+    language, then the newer one. Pairs are compared a chunk at a time, and only until the
+    block is full: a deep pool costs no more than a shallow one.
     """
-    groups: list[list[Candidate]] = []
-    for cand in ordered:
-        for group in groups:
-            if relation(cand, group[0]) != DIFFERENT:
-                group.append(cand)
-                break
-        else:
-            groups.append([cand])
-
-    def preference(c: Candidate) -> tuple[bool, float, str]:
-        return (c.lang != reader_lang, -(c.published_ts or float("-inf")), c.id)
-
-    return [min([g[0], *(c for c in g[1:] if relation(c, g[0]) == COPY)], key=preference) for g in groups]
-
-
-def relation_over(candidates: Sequence[Candidate], knobs: Ranking, lexical_pairs: PairSims | None) -> Relation:
-    """story_relation over precomputed pairwise similarities of the candidate pool."""
-    pos = {c.id: i for i, c in enumerate(candidates)}
-    matrix = np.stack([c.vector for c in candidates]) if candidates else np.zeros((0, 1))
-    dense = matrix @ matrix.T
-    lexical = lexical_pairs if lexical_pairs is not None else np.zeros_like(dense)
-    titles = [_norm_title(c.title) for c in candidates]
-
-    def relation(a: Candidate, b: Candidate) -> int:
-        i, j = pos[a.id], pos[b.id]
-        same_title = bool(titles[i]) and titles[i] == titles[j]
-        return story_relation(a, b, float(dense[i, j]), float(lexical[i, j]), knobs, same_title)
-
-    return relation
+    leaders: list[int] = []
+    members: dict[int, list[int]] = {}
+    copies: dict[int, list[int]] = {}
+    chunk, start = max(4 * limit, 40), 0
+    while start < len(order) and len(leaders) < limit:
+        batch = order[start : start + chunk]
+        start += chunk
+        positions = np.array(leaders + batch)
+        local = {p: i for i, p in enumerate(positions.tolist())}
+        copy, story = relations({k: v[positions] for k, v in pool.col.items()}, *pool.pairs(positions), knobs)
+        for i in batch:
+            home = next((lead for lead in leaders if story[local[i], local[lead]]), None)
+            if home is not None:
+                members[home].append(i)
+                if copy[local[i], local[home]]:
+                    copies[home].append(i)
+            elif len(leaders) < limit:
+                leaders.append(i)
+                members[i], copies[i] = [], []
+    newest_first = -np.nan_to_num(pool.col["ts"], nan=-np.inf)
+    groups = []
+    for lead in leaders:
+        shown = min([lead, *copies[lead]], key=lambda c: (pool.col["lang"][c] != reader_lang, newest_first[c]))
+        groups.append((shown, [m for m in [lead, *members[lead]] if m != shown]))
+    return groups
 
 
-def _select(query: Query, pool: Sequence[Candidate], filters: Filters, now_ts: float, knobs: Ranking,
-            relation: Relation) -> list[Candidate]:
-    kept = [c for c in pool if passes(query, c, filters, now_ts)]
-    kept.sort(key=lambda c: (-rank_score(query, c, now_ts, knobs), -(c.published_ts or 0.0), c.id))
-    return collapse(kept, query.lang, relation)[: filters.limit]
-
-
-def _before(cand: Candidate, moment: float | None) -> bool:
-    return moment is None or (cand.published_ts is not None and cand.published_ts < moment)
-
-
-def _relax(filters: Filters, name: str) -> Filters:
-    return replace(filters, **{name: "any" if name == "lang_policy" else None})
-
-
-def rank(
-    query: Query,
-    candidates: Sequence[Candidate],
-    filters: Filters,
-    now_ts: float,
-    knobs: Ranking = Ranking(),
-    allow_relax: bool = True,
-    lexical_pairs: PairSims | None = None,
-) -> Ranked:
-    """The related block for `query` from `candidates`, relaxing filters only to fill `limit`.
-
-    `lexical_pairs[i, j]` is the lexical similarity of candidates i and j (None: dense only).
-    """
-    relation = relation_over(candidates, knobs, lexical_pairs)
-    pool = [c for c in candidates if not is_self(query, c) and c.id not in filters.exclude
-            and _before(c, filters.published_before)]
-    items = _select(query, pool, filters, now_ts, knobs, relation)
-    relaxed: list[str] = []
-    for name in RELAX_ORDER if allow_relax else ():
-        if len(items) >= filters.limit:
-            break
-        if getattr(filters, name) in (None, "any"):
-            continue
-        filters = _relax(filters, name)
-        relaxed.append(name)
-        items = _select(query, pool, filters, now_ts, knobs, relation)
-    return Ranked(items, relaxed)
+def rank(query: Query, pool: Pool, filters: Filters, knobs: Ranking, ok: np.ndarray) -> Ranked:
+    """The related items of the block (at most `limit`), from the eligible candidates of the pool."""
+    related = ok & (blend(pool.dense, pool.lexical, knobs.lexical_weight) >= knobs.related_floor)
+    idx = np.flatnonzero(related)
+    if not len(idx):
+        return Ranked([], [], {})
+    keys = fuse(pool.dense[idx], pool.lexical[idx], knobs) + recency(pool.col["ts"][idx], query.anchor_ts, knobs)
+    other_lang = (pool.col["lang"][idx] != query.lang) if filters.lang_policy == "prefer" else np.zeros(len(idx), bool)
+    order_local = np.lexsort((pool.rows[idx], -keys, other_lang))
+    key_of = dict(zip(idx.tolist(), keys.tolist()))
+    order = idx[order_local].tolist()
+    if knobs.collapse:
+        groups = collapse(order, pool, knobs, query.lang, filters.limit)
+    else:
+        groups = [(i, []) for i in order[: filters.limit]]
+    rows = [int(pool.rows[g]) for g, _ in groups]
+    # a copy standing for its leader shows the leader's key: the score is what ranked the slot
+    scores = [max([key_of.get(g, -np.inf), *(key_of.get(m, -np.inf) for m in rest)]) for g, rest in groups]
+    collapsed = {int(pool.rows[g]): tuple(int(pool.rows[m]) for m in rest) for g, rest in groups if rest}
+    return Ranked(rows, scores, collapsed)

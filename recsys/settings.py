@@ -19,13 +19,17 @@ class Settings(BaseSettings):
     )
     db_path: Path = Field(default=Path("recsys.db"), description="SQLite database file")
     index_dir: Path = Field(default=Path("index"), description="folder holding index builds")
+    models_dir: Path = Field(
+        default=Path("~/.cache/recsys/models"),
+        description="where built-in models made on first use live (builtin:multilingual-e5-small, ~470 MB)",
+    )
 
     embed_fields: str = Field(default="title,text", description="article fields embedded, in order")
     embed_max_chars: int = Field(default=600, ge=20, description="characters of text kept (the lead)")
     batch_size: int = Field(default=64, ge=1)
 
     hnsw_threshold: int = Field(default=50_000, ge=1, description="exact search below, HNSW at or above")
-    hnsw_m: int = Field(default=32, ge=4)
+    hnsw_m: int = Field(default=16, ge=4)
     hnsw_ef_search: int = Field(default=128, ge=8)
     faiss_threads: int = Field(default=1, ge=1, description="OpenMP threads for FAISS in the service")
     keep_builds: int = Field(default=2, ge=1, description="index builds kept on disk")
@@ -33,22 +37,29 @@ class Settings(BaseSettings):
     default_limit: int = Field(default=5, ge=1)
     max_limit: int = Field(default=50, ge=1)
     min_candidates: int = Field(default=50, ge=1, description="first over-fetch from FAISS")
-    max_candidates: int = Field(default=2000, ge=1, description="deepest over-fetch before relaxing")
-    dedup_threshold: float = Field(
-        default=0.92, ge=0.0, le=1.0, description="dense cosine at which two items are copies of one text"
-    )
-    dedup_lexical_threshold: float = Field(
-        default=0.15, ge=0.0, le=1.0, description="lexical cosine at which two items are one story"
-    )
-    dedup_dense_story_threshold: float | None = Field(
-        default=None, ge=0.0, le=1.0,
-        description="dense cosine at which two items are one story; unset = the model's own value (recsys.json "
-                    "in its folder), or off for models without one",
-    )
-    lexical_cache_entries: int = Field(default=50_000, ge=1, description="n-gram rows kept in memory")
-    lexical_weight: float = Field(
-        default=0.5, ge=0.0, description="weight of the character n-gram TF-IDF score (0 = dense only)"
-    )
+    max_candidates: int = Field(default=400, ge=1, description="deepest over-fetch before relaxing")
+    copy_dense_threshold: float | None = Field(
+        default=None, ge=0.0, le=2.0, description="dense cosine at which two items are one text (a translation); "
+        "unset = the model's calibration")
+    story_threshold: float | None = Field(
+        default=None, ge=0.0, le=2.0, description="fused pair score at which two items are one story (collapsed); "
+        "unset = the model's calibration")
+    story_dense_threshold: float | None = Field(
+        default=None, ge=0.0, le=2.0, description="dense cosine at which two items in any languages are one story; "
+        "unset = the model's calibration (2 = off)")
+    related_floor: float | None = Field(
+        default=None, ge=-1.0, le=2.0, description="fused score to the article below which an item is not related; "
+        "unset = the model's calibration")
+    lexical_weight: float | None = Field(
+        default=None, ge=0.0, description="weight of the character n-gram TF-IDF score (0 = dense only); "
+        "unset = the model's calibration")
+    fusion: str | None = Field(
+        default=None, description="blend | weighted | rrf | dense: how dense and lexical scores combine; "
+        "unset = the model's calibration")
+    lexical_max_chars: int = Field(
+        default=300, ge=20, description="characters of the embedded text (title first) that the lexical score reads")
+    collapse_stories: bool = Field(default=True, description="show one item per story")
+    fill: bool = Field(default=True, description="fill a short block with the newest items, marked reason=fill")
     recency_weight: float = Field(default=0.05, ge=0.0, description="rank boost for items close in time")
     recency_half_life_days: float = Field(default=14.0, gt=0.0)
 
@@ -74,5 +85,9 @@ class Settings(BaseSettings):
     invalidate_neighbours: int = Field(
         default=100, ge=0, description="on a write, cached answers of this many nearest articles go stale too"
     )
-    cache_max_entries: int = Field(default=10_000, ge=0, description="answers kept in the in-process cache (0 = off)")
+    cache_max_entries: int = Field(default=200_000, ge=0, description="answers kept in the in-process cache (0 = off)")
+    cache_ttl: int = Field(default=0, ge=0, description="seconds an in-process answer may be served (0 = until a "
+                           "write or build invalidates it)")
+    materialize: bool = Field(default=True, description="compute the default block of every stored article in the "
+                              "background at start-up and after writes, newest first (up to cache_max_entries)")
     widget_max_age: int = Field(default=3600, ge=0, description="Cache-Control max-age of /widget.js")

@@ -116,6 +116,17 @@ def _row_to_article(row: sqlite3.Row) -> Article:
     return Article.model_validate(data)
 
 
+RANKING_COLUMNS = "a.id, a.lang, a.published_ts, a.section, a.url, a.original_url, a.title, a.text, a.source, a.content_hash"
+
+
+def _trusted_article(row: sqlite3.Row) -> Article:
+    data = {name: row[name] for name in FIELDS}
+    data["tags"] = json.loads(data["tags"] or "[]")
+    published = data["published_at"]
+    data["published_at"] = datetime.fromisoformat(published) if published else None
+    return Article.model_construct(**data)
+
+
 def _as_blob(vector: np.ndarray) -> bytes:
     return np.ascontiguousarray(vector, dtype=np.float32).tobytes()
 
@@ -227,6 +238,49 @@ class Store:
                 vector = np.frombuffer(row["vector"], dtype=np.float32)
                 out[row["vid"]] = StoredVector(_row_to_article(row), row["vid"], vector)
         return out
+
+    def vector_rows(self, model: str, after_vid: int = 0, batch: int = 10_000
+                    ) -> Iterator[tuple[list[sqlite3.Row], np.ndarray]]:
+        """Yield (rows, matrix) chunks of current vectors with vid > after_vid, in vid order.
+
+        Rows carry vid, id and the article columns ranking reads, unvalidated: they are trusted."""
+        last = after_vid
+        while True:
+            rows = self._query(
+                f"SELECT v.vid, v.vector, {RANKING_COLUMNS} FROM vectors v JOIN articles a ON a.vid = v.vid "
+                "WHERE v.model = ? AND v.vid > ? ORDER BY v.vid LIMIT ?",
+                (model, last, batch),
+            )
+            if not rows:
+                return
+            yield rows, np.stack([np.frombuffer(r["vector"], dtype=np.float32) for r in rows])
+            last = int(rows[-1]["vid"])
+
+    def rows_by_vid(self, vids: Sequence[int], model: str) -> dict[int, sqlite3.Row]:
+        """Ranking columns of the articles whose current vector has one of these vids."""
+        out: dict[int, sqlite3.Row] = {}
+        vids = [int(v) for v in vids]
+        for start in range(0, len(vids), 500):
+            chunk = vids[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            for row in self._query(
+                f"SELECT a.vid, {RANKING_COLUMNS} FROM articles a JOIN vectors v ON v.vid = a.vid "
+                f"WHERE a.vid IN ({marks}) AND v.model = ?",
+                [*chunk, model],
+            ):
+                out[row["vid"]] = row
+        return out
+
+    def articles_by_vid(self, vids: Sequence[int]) -> dict[int, Article]:
+        """The articles currently indexed under these vids (stale or deleted vids are absent).
+
+        Rows were validated when written, so they are not validated again on this hot path."""
+        vids = [int(v) for v in vids]
+        if not vids:
+            return {}
+        marks = ",".join("?" * len(vids))
+        rows = self._query(f"SELECT * FROM articles WHERE vid IN ({marks})", vids)
+        return {row["vid"]: _trusted_article(row) for row in rows}
 
     def max_vid(self) -> int:
         return self._query("SELECT COALESCE(MAX(vid), 0) FROM vectors")[0][0]

@@ -94,7 +94,7 @@ def tiny_model_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture()
 def settings(tmp_path: Path, tiny_model_path: Path) -> Settings:
     return Settings(model=str(tiny_model_path), db_path=tmp_path / "recsys.db", index_dir=tmp_path / "index",
-                    recency_weight=0.0)
+                    recency_weight=0.0, materialize=False)
 
 
 @pytest.fixture(scope="session")

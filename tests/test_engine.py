@@ -31,7 +31,8 @@ def test_same_story_first_for_every_story(engine) -> None:  # noqa: ANN001
 
 
 def test_ranking_agrees_with_exact_search(engine, settings: Settings, tiny_embedder) -> None:  # noqa: ANN001
-    engine = open_engine(settings.model_copy(update={"lexical_weight": 0.0}), embedder=tiny_embedder)
+    engine = open_engine(settings.model_copy(update={"lexical_weight": 0.0, "recency_weight": 0.0,
+                                                       "collapse_stories": False, "fill": False}), embedder=tiny_embedder)
     articles = story_articles()
     matrix = np.stack([engine.store.vector_of(a.id, engine.embedder.name) for a in articles])
     for i, article in enumerate(articles):
@@ -121,15 +122,15 @@ def test_concurrent_queries_add_new_vectors_exactly_once(engine, settings: Setti
     writer.upsert([Article(id=f"w{i}", title=f"Нова стаття номер {i}", lang="uk") for i in range(3)])
     with ThreadPoolExecutor(8) as pool:
         list(pool.map(lambda _: related_ids(engine, "a2"), range(32)))
-    assert engine.live.ntotal == 20 and engine.live.lexical.n_docs == 20
+    assert engine.live.ntotal == 20 and engine.live.catalog.n == 20
 
 
 def test_dense_story_threshold_comes_from_the_model_unless_set(engine, settings: Settings, tiny_embedder) -> None:  # noqa: ANN001
-    assert engine.knobs.dedup_dense_story_threshold == 2.0  # the tiny model has no recsys.json: rule off
-    tiny_embedder.calibration = {"dedup_dense_story_threshold": 0.4}
+    assert engine.knobs.story_dense_threshold == 2.0  # the tiny model has no calibration: rule off
+    tiny_embedder.calibration = {"story_dense_threshold": 0.4}
     try:
-        assert open_engine(settings, embedder=tiny_embedder).knobs.dedup_dense_story_threshold == 0.4
-        fixed = settings.model_copy(update={"dedup_dense_story_threshold": 0.7})
-        assert open_engine(fixed, embedder=tiny_embedder).knobs.dedup_dense_story_threshold == 0.7
+        assert open_engine(settings, embedder=tiny_embedder).knobs.story_dense_threshold == 0.4
+        fixed = settings.model_copy(update={"story_dense_threshold": 0.7})
+        assert open_engine(fixed, embedder=tiny_embedder).knobs.story_dense_threshold == 0.7
     finally:
         tiny_embedder.calibration = {}

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from sklearn.feature_extraction.text import TfidfVectorizer
 
-from recsys.lexical import LexicalStats, similarities
+from recsys.lexical import LexicalStats, fit_rows, gram, similarities
 
 DOCS = [
     "Львів відкрив нову трамвайну лінію на Сихів",
@@ -21,13 +21,15 @@ DOCS = [
 def test_matches_exact_tfidf_cosines() -> None:
     stats = LexicalStats()
     stats.add(DOCS)
-    to_query, pairs = similarities(DOCS[0], DOCS[1:], stats.idf)
+    to_query = similarities(DOCS[0], DOCS[1:], stats.idf)
     exact = TfidfVectorizer(analyzer="char_wb", ngram_range=(3, 5), sublinear_tf=True).fit_transform(DOCS)
-    gram = (exact @ exact.T).toarray()
-    np.testing.assert_allclose(to_query, gram[0, 1:], atol=1e-4)
-    got = np.array([[pairs[i, j] for j in range(3)] for i in range(3)])
-    np.testing.assert_allclose(got, gram[1:, 1:], atol=1e-4)
+    expected = (exact @ exact.T).toarray()
+    np.testing.assert_allclose(to_query, expected[0, 1:], atol=1e-4)
     assert to_query[0] > 0.2 > to_query[1]  # same story beats another story in the same language
+    fitted, rows = fit_rows(DOCS)  # one hashing pass: the same counts, and rows weighed by them
+    assert np.array_equal(fitted.df, stats.df) and fitted.n_docs == 4
+    np.testing.assert_allclose(gram(rows), expected, atol=1e-4)
+    np.testing.assert_allclose(gram(rows[[2, 0]]), expected[np.ix_([2, 0], [2, 0])], atol=1e-4)
 
 
 def test_counts_grow_incrementally_and_survive_saving(tmp_path: Path) -> None:

@@ -1,150 +1,174 @@
-"""The pure ranking functions, on hand-made candidates."""
+"""The pure ranking functions, on hand-made candidate pools (values worked out by hand)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
+from recsys.catalog import headline_key, key_of
 from recsys.errors import InvalidInput
 from recsys.recommend import (
-    COPY, DAY, DIFFERENT, SAME_STORY, Candidate, Filters, Query, Ranking, collapse, rank, rank_score, relation_over,
-    story_relation,
+    DAY, Filters, Pool, Query, Ranking, blend, collapse, eligible, fuse, rank, recency, relations,
 )
 
 NOW = 1_800_000_000.0
-NO_BOOST = Ranking(dedup_threshold=0.95, recency_weight=0.0)
+UK, EN = 0, 1
+PLAIN = Ranking(copy_dense_threshold=0.95, story_threshold=0.6, story_dense_threshold=2.0, related_floor=0.0,
+                lexical_weight=0.0, recency_weight=0.0)
 
 
-def unit(i: int, dim: int = 8) -> np.ndarray:
-    v = np.zeros(dim, dtype=np.float32)
-    v[i] = 1.0
-    return v
+def make_pool(specs: list[dict], pair_dense: np.ndarray | None = None, pair_lexical: np.ndarray | None = None) -> Pool:
+    """specs: dense, lexical, lang, age_days, section, url, original, title per candidate (row = position)."""
+    n = len(specs)
+    col = {
+        "alive": np.array([s.get("alive", True) for s in specs]),
+        "lang": np.array([s.get("lang", UK) for s in specs]),
+        "ts": np.array([NOW - s["age_days"] * DAY if s.get("age_days") is not None else np.nan for s in specs]),
+        "section": np.array([s.get("section", -1) for s in specs]),
+        "url": np.array([key_of(s.get("url", f"https://x.example/{i}")) for i, s in enumerate(specs)], dtype=np.int64),
+        "original": np.array([key_of(s.get("original")) for s in specs], dtype=np.int64),
+        "title": np.array([headline_key(s.get("title", f"title {i}")) for i, s in enumerate(specs)], dtype=np.int64),
+        "text": np.array([s.get("text", i + 1) for i, s in enumerate(specs)], dtype=np.int64),
+    }
+    dense = np.eye(n) if pair_dense is None else pair_dense
+    lexical = np.eye(n) if pair_lexical is None else pair_lexical
+
+    def pairs(positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return dense[np.ix_(positions, positions)], lexical[np.ix_(positions, positions)]
+
+    return Pool(np.arange(n), np.array([s["dense"] for s in specs], float),
+                np.array([s.get("lexical", 0.0) for s in specs]), col, pairs)
 
 
-def cand(ident: str, score: float, axis: int, lang: str = "uk", age_days: float = 1.0, **kw: object) -> Candidate:
-    kw.setdefault("url", f"https://x.example/{ident}")
-    return Candidate(id=ident, score=score, vector=unit(axis), lang=lang,
-                     published_ts=NOW - age_days * DAY, title=f"title {ident}", **kw)
+QUERY = Query(row=-1, lang=UK, anchor_ts=NOW, keys=(key_of("https://x.example/q"),))
 
 
-QUERY = Query(id="q", lang="uk", published_ts=NOW, url="https://x.example/q")
+def ranked(pool: Pool, filters: Filters, knobs: Ranking = PLAIN, query: Query = QUERY, excluded=()) -> list[int]:  # noqa: ANN001
+    langs = (query.lang,) if filters.lang_policy == "same" else None
+    ok = eligible(query, pool, filters, np.array(excluded, dtype=np.int64), langs, None)
+    return rank(query, pool, filters, knobs, ok).rows
 
 
-def ids(result) -> list[str]:  # noqa: ANN001
-    return [c.id for c in result.items]
+def test_never_the_article_itself_in_any_language_nor_excluded() -> None:
+    pool = make_pool([
+        {"dense": 0.99, "url": "https://x.example/q"},  # the article itself
+        {"dense": 0.98, "lang": EN, "url": "https://en.example/orig", "original": None},  # its original...
+        {"dense": 0.97, "url": "https://x.example/ru", "original": "https://en.example/orig"},  # ...and a sibling
+        {"dense": 0.9}, {"dense": 0.8}, {"dense": 0.7},
+    ])
+    query = Query(-1, UK, NOW, (key_of("https://x.example/q"), key_of("https://en.example/orig")))
+    assert ranked(pool, Filters(limit=5, lang_policy="any"), query=query, excluded=[4]) == [3, 5]
 
 
-def test_never_the_article_itself_nor_excluded_ids() -> None:
-    pool = [cand("q", 1.0, 0), cand("dup-url", 0.99, 1, url="https://x.example/q"),
-            cand("a", 0.9, 2), cand("b", 0.8, 3), cand("c", 0.7, 4)]
-    result = rank(QUERY, pool, Filters(limit=5, exclude=frozenset({"b"})), NOW, NO_BOOST)
-    assert ids(result) == ["a", "c"]
+def test_a_draft_is_never_answered_with_its_own_text() -> None:
+    pool = make_pool([{"dense": 1.0, "text": 77}, {"dense": 0.5}])
+    assert ranked(pool, Filters(limit=5), query=Query(-1, UK, NOW, (), text_key=77)) == [1]
 
 
-def test_same_language_by_default_any_on_request() -> None:
-    pool = [cand("en1", 0.9, 1, lang="en"), cand("uk1", 0.8, 2), cand("uk2", 0.7, 3)]
-    assert ids(rank(QUERY, pool, Filters(limit=2), NOW, NO_BOOST)) == ["uk1", "uk2"]
-    assert ids(rank(QUERY, pool, Filters(limit=2, lang_policy="any"), NOW, NO_BOOST)) == ["en1", "uk1"]
+def test_same_language_by_default_prefer_puts_the_reader_language_first_any_mixes() -> None:
+    pool = make_pool([{"dense": 0.9, "lang": EN}, {"dense": 0.8}, {"dense": 0.7}])
+    assert ranked(pool, Filters(limit=2)) == [1, 2]
+    assert ranked(pool, Filters(limit=3, lang_policy="prefer")) == [1, 2, 0]
+    assert ranked(pool, Filters(limit=2, lang_policy="any")) == [0, 1]
 
 
-def test_relaxes_in_order_only_as_far_as_needed_and_says_so() -> None:
-    pool = [cand("old-sport", 0.9, 1, age_days=30, section="sport"),
-            cand("new-econ", 0.8, 2, age_days=1, section="economy"),
-            cand("en-sport", 0.7, 3, lang="en", age_days=1, section="sport")]
-    strict = Filters(limit=1, section="sport", max_age_days=7)
-    # Nothing is recent, in Ukrainian and in sport: the section is relaxed first.
-    result = rank(QUERY, pool, strict, NOW, NO_BOOST)
-    assert ids(result) == ["new-econ"] and result.relaxed == ["section"]
-    # Two wanted: after section, the age limit goes too, and the old item comes back.
-    result = rank(QUERY, pool, Filters(limit=2, section="sport", max_age_days=7), NOW, NO_BOOST)
-    assert ids(result) == ["old-sport", "new-econ"] and result.relaxed == ["section", "max_age_days"]
-    # Three wanted: language is relaxed last.
-    result = rank(QUERY, pool, Filters(limit=3, section="sport", max_age_days=7), NOW, NO_BOOST)
-    assert ids(result) == ["old-sport", "new-econ", "en-sport"]
-    assert result.relaxed == ["section", "max_age_days", "lang_policy"]
-    assert rank(QUERY, pool, Filters(limit=3, section="sport"), NOW, NO_BOOST, allow_relax=False).relaxed == []
+def test_relevance_floor_keeps_unrelated_items_out() -> None:
+    pool = make_pool([{"dense": 0.8, "lexical": 0.4}, {"dense": 0.3, "lexical": 0.0}, {"dense": 0.5, "lexical": 0.1}])
+    knobs = Ranking(related_floor=0.4, lexical_weight=1.0, recency_weight=0.0)
+    # blend = (dense + lexical) / 2: 0.6, 0.15, 0.3 -> only the first clears 0.4
+    assert ranked(pool, Filters(limit=3), knobs) == [0]
 
 
-def test_near_duplicates_collapse_keeping_reader_language_then_newer() -> None:
-    pool = [cand("en-orig", 0.95, 1, lang="en"),
-            cand("uk-old", 0.90, 1, age_days=3),  # same vector as en-orig: same story
-            cand("uk-new", 0.85, 1, age_days=1),
-            cand("other", 0.80, 2)]
-    result = rank(QUERY, pool, Filters(limit=5, lang_policy="any"), NOW, NO_BOOST)
-    assert ids(result) == ["uk-new", "other"]
+def test_time_window_is_measured_from_the_article_and_keeps_undated_items() -> None:
+    pool = make_pool([{"dense": 0.9, "age_days": 40}, {"dense": 0.8, "age_days": 3}, {"dense": 0.7, "age_days": None},
+                      {"dense": 0.6, "age_days": -5}])
+    old_article = Query(-1, UK, NOW - 38 * DAY, ())
+    # the article is 38 days old: the 40-day-old item is 2 days from it, the 3-day-old one 35 days after it
+    assert ranked(pool, Filters(limit=4, max_age_days=7), query=old_article) == [0, 2]
+    assert ranked(pool, Filters(limit=4, max_age_days=7)) == [1, 2, 3]
 
 
-def test_translation_link_and_same_headline_mean_same_story() -> None:
-    orig = cand("orig", 0.9, 1, lang="en")
-    translation = cand("tr", 0.5, 2, original_url="https://x.example/orig")
-    retitled = Candidate(id="copy", score=0.4, vector=unit(3), lang="uk", title="TITLE  orig!", published_ts=NOW - 5 * DAY)
-    pool = [orig, translation, retitled]
-    kept = collapse(pool, "uk", relation_over(pool, Ranking(dedup_threshold=0.95), None))
-    assert [c.id for c in kept] == ["tr"]
+def test_copies_collapse_to_the_reader_language_then_the_newer() -> None:
+    dense = np.array([[1, .97, .97, .1], [.97, 1, .97, .1], [.97, .97, 1, .1], [.1, .1, .1, 1]])
+    pool = make_pool([{"dense": 0.9, "lang": EN, "age_days": 1}, {"dense": 0.85, "age_days": 3},
+                      {"dense": 0.8, "age_days": 2}, {"dense": 0.5}], pair_dense=dense)
+    result = rank(QUERY, pool, Filters(limit=3, lang_policy="any"), PLAIN, np.ones(4, bool))
+    assert result.rows == [2, 3] and result.collapsed == {2: (0, 1)}
+    assert result.scores == [pytest.approx(0.9), pytest.approx(0.5)]  # the slot keeps its leader's key
 
 
-def test_story_relation_thresholds() -> None:
-    a, b = cand("a", 0.9, 1), cand("b", 0.8, 2)
-    knobs = Ranking(dedup_threshold=0.92, dedup_lexical_threshold=0.15, copy_lexical_threshold=0.6)
-    assert story_relation(a, b, dense=0.5, lexical=0.1, knobs=knobs) == DIFFERENT
-    assert story_relation(a, b, dense=0.5, lexical=0.15, knobs=knobs) == SAME_STORY
-    assert story_relation(a, b, dense=0.5, lexical=0.6, knobs=knobs) == COPY
-    assert story_relation(a, b, dense=0.92, lexical=0.0, knobs=knobs) == COPY
+def test_translation_link_and_same_headline_mean_one_text() -> None:
+    pool = make_pool([{"dense": 0.9, "url": "https://en.example/a", "lang": EN},
+                      {"dense": 0.8, "url": "https://uk.example/a", "original": "https://en.example/a"},
+                      {"dense": 0.7, "title": "Same headline!"}, {"dense": 0.6, "title": "same  HEADLINE"}])
+    copy, story = relations(pool.col, *pool.pairs(np.arange(4)), PLAIN)
+    assert copy[0, 1] and copy[1, 0] and copy[2, 3] and not copy[0, 2]
+    assert (story == (copy | np.eye(4, dtype=bool))).all()
 
 
-def test_same_story_keeps_the_better_ranked_item_copies_prefer_reader_language() -> None:
-    leader = cand("leader", 0.9, 1, lang="uk", age_days=5)
-    follow_up = cand("follow-up", 0.8, 2, lang="uk", age_days=1)  # same story, other text: absorbed
-    other = cand("other", 0.7, 3)
-    pool = [leader, follow_up, other]
-    lexical = np.array([[1.0, 0.3, 0.0], [0.3, 1.0, 0.0], [0.0, 0.0, 1.0]])
-    result = rank(QUERY, pool, Filters(limit=3), NOW, NO_BOOST, lexical_pairs=lexical)
-    assert ids(result) == ["leader", "other"]
-    lexical[0, 1] = lexical[1, 0] = 0.9  # now a copy: the newer copy stands for the story
-    assert ids(rank(QUERY, pool, Filters(limit=3), NOW, NO_BOOST, lexical_pairs=lexical)) == ["follow-up", "other"]
+def test_story_rule_uses_the_fused_pair_score_and_the_cross_language_dense_rule() -> None:
+    dense = np.array([[1, .5, .72], [.5, 1, .1], [.72, .1, 1]])
+    lexical = np.array([[1, .4, 0], [.4, 1, 0], [0, 0, 1]])
+    pool = make_pool([{"dense": 0.9}, {"dense": 0.8}, {"dense": 0.7, "lang": EN}], dense, lexical)
+    knobs = Ranking(story_threshold=0.45, story_dense_threshold=0.7, lexical_weight=1.0, copy_dense_threshold=0.95)
+    copy, story = relations(pool.col, dense, lexical, knobs)
+    # pair 0-1: blend (0.5 + 0.4) / 2 = 0.45 -> same story; pair 0-2: dense 0.72 >= 0.7 -> same story
+    assert story[0, 1] and story[0, 2] and not story[1, 2] and not copy.any(where=~np.eye(3, dtype=bool))
 
 
-def test_lexical_score_blends_with_dense() -> None:
-    knobs = Ranking(lexical_weight=1.0, recency_weight=0.0)
-    dense_only = cand("dense", 0.8, 1)
-    both = Candidate(id="both", score=0.6, vector=unit(2), lang="uk", lexical=0.4, published_ts=NOW)
-    # relevance = (dense + w * lexical) / (1 + w): 0.4 versus 0.5
-    assert ids(rank(QUERY, [dense_only, both], Filters(limit=2), NOW, knobs)) == ["both", "dense"]
+def test_collapse_compares_with_the_leader_only_and_stops_when_the_block_is_full() -> None:
+    dense = np.array([[1, .7, .1, .1], [.7, 1, .7, .1], [.1, .7, 1, .1], [.1, .1, .1, 1]])
+    pool = make_pool([{"dense": 0.9}, {"dense": 0.8}, {"dense": 0.7}, {"dense": 0.6}], pair_dense=dense)
+    knobs = Ranking(story_threshold=0.6, lexical_weight=0.0, copy_dense_threshold=0.95)
+    # 2 resembles 1 but not the leader 0: chaining would merge two stories
+    assert collapse([0, 1, 2, 3], pool, knobs, UK, limit=5) == [(0, [1]), (2, []), (3, [])]
+    assert collapse([0, 1, 2, 3], pool, knobs, UK, limit=2) == [(0, [1]), (2, [])]
 
 
-def test_ties_break_by_newer_then_id() -> None:
-    pool = [cand("b", 0.5, 1, age_days=2), cand("a", 0.5, 2, age_days=2), cand("c", 0.5, 3, age_days=1)]
-    assert ids(rank(QUERY, pool, Filters(limit=3), NOW, NO_BOOST)) == ["c", "a", "b"]
-    assert ids(rank(QUERY, list(reversed(pool)), Filters(limit=3), NOW, NO_BOOST)) == ["c", "a", "b"]
+def test_no_collapse_when_turned_off() -> None:
+    dense = np.array([[1, .99], [.99, 1]])
+    pool = make_pool([{"dense": 0.9}, {"dense": 0.8}], pair_dense=dense)
+    knobs = Ranking(copy_dense_threshold=0.95, recency_weight=0.0, lexical_weight=0.0, collapse=False)
+    assert ranked(pool, Filters(limit=2), knobs) == [0, 1]
 
 
-def test_recency_boost_halves_each_half_life() -> None:
-    knobs = Ranking(recency_weight=0.1, recency_half_life_days=10, lexical_weight=0.0)
-    near, far = cand("near", 0.5, 1, age_days=0), cand("far", 0.5, 2, age_days=10)
-    assert rank_score(QUERY, near, NOW, knobs) == pytest.approx(0.6)
-    assert rank_score(QUERY, far, NOW, knobs) == pytest.approx(0.55)
-    # A strong similarity still beats closeness in time.
-    strong_old = cand("old", 0.7, 3, age_days=40)
-    assert ids(rank(QUERY, [near, strong_old], Filters(limit=1), NOW, knobs)) == ["old"]
+def test_fusion_methods() -> None:
+    dense, lexical = np.array([0.9, 0.7, 0.5]), np.array([0.0, 0.6, 0.3])
+    weighted = Ranking(fusion="weighted", lexical_weight=1.0)
+    # min-max: dense [1, .5, 0], lexical [0, 1, .5] -> (d + l) / 2
+    np.testing.assert_allclose(fuse(dense, lexical, weighted), [0.5, 0.75, 0.25])
+    rrf = fuse(dense, lexical, Ranking(fusion="rrf", lexical_weight=1.0))
+    np.testing.assert_allclose(rrf, [1 / 61 + 1 / 63, 1 / 62 + 1 / 61, 1 / 63 + 1 / 62])
+    np.testing.assert_allclose(fuse(dense, lexical, Ranking(fusion="blend", lexical_weight=0.5)),
+                               [0.6, (0.7 + 0.3) / 1.5, (0.5 + 0.15) / 1.5])
+    np.testing.assert_allclose(fuse(dense, lexical, Ranking(fusion="dense", lexical_weight=0.5)), dense)
+    assert blend(0.8, 0.2, 1.0) == pytest.approx(0.5)
+
+
+def test_recency_bonus_halves_each_half_life_and_undated_items_sit_at_one_half_life() -> None:
+    knobs = Ranking(recency_weight=0.1, recency_half_life_days=14.0)
+    ts = np.array([NOW, NOW - 14 * DAY, NOW + 28 * DAY, np.nan])
+    np.testing.assert_allclose(recency(ts, NOW, knobs), [0.1, 0.05, 0.025, 0.05])
+
+
+def test_the_score_shown_is_the_ranking_key() -> None:
+    pool = make_pool([{"dense": 0.80, "age_days": 30}, {"dense": 0.78, "age_days": 0}])
+    knobs = Ranking(lexical_weight=0.0, recency_weight=0.05, recency_half_life_days=14.0, related_floor=0.0)
+    result = rank(QUERY, pool, Filters(limit=2), knobs, np.ones(2, bool))
+    # 0.78 + 0.05 = 0.83 beats 0.80 + 0.05 * 0.5 ** (30 / 14) = 0.8114
+    assert result.rows == [1, 0]
+    assert result.scores == [pytest.approx(0.83), pytest.approx(0.80 + 0.05 * 0.5 ** (30 / 14))]
+
+
+def test_replay_sees_only_items_published_before() -> None:
+    pool = make_pool([{"dense": 0.9, "age_days": 1}, {"dense": 0.8, "age_days": 10}, {"dense": 0.7, "age_days": None}])
+    assert ranked(pool, Filters(limit=3, published_before=NOW - 5 * DAY)) == [1]
 
 
 def test_bad_filters_are_refused() -> None:
-    with pytest.raises(InvalidInput):
+    with pytest.raises(InvalidInput, match="lang_policy"):
+        Filters(limit=5, lang_policy="all")
+    with pytest.raises(InvalidInput, match="limit"):
         Filters(limit=0)
-    with pytest.raises(InvalidInput):
-        Filters(limit=3, lang_policy="mine")
-    with pytest.raises(InvalidInput):
-        Filters(limit=3, max_age_days=-1)
-
-
-def test_fills_limit_when_pool_allows_and_never_repeats() -> None:
-    pool = [cand(f"x{i}", 0.9 - i / 100, i % 8) for i in range(8)]
-    result = rank(QUERY, pool, Filters(limit=5), NOW, NO_BOOST)
-    assert len(result.items) == 5 and len(set(ids(result))) == 5
-
-
-def test_replay_sees_only_items_published_before_and_never_relaxes_that() -> None:
-    pool = [cand("older", 0.9, 1, age_days=3), cand("newer", 0.95, 2, age_days=0.5), cand("undated", 0.99, 3)]
-    pool[2] = Candidate(id="undated", score=0.99, vector=unit(3), lang="uk")
-    result = rank(QUERY, pool, Filters(limit=3, lang_policy="any", published_before=NOW - DAY), NOW, NO_BOOST)
-    assert ids(result) == ["older"] and result.relaxed == []
+    with pytest.raises(InvalidInput, match="max_age_days"):
+        Filters(limit=5, max_age_days=0)

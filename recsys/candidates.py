@@ -1,0 +1,135 @@
+"""Candidate stage: FAISS search inside the language filter, the pool arrays ranking reads, and
+the newest-first fill for blocks that relevance cannot fill.
+
+Everything here reads the in-memory catalog (a snapshot); nothing touches the database.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, replace
+
+import numpy as np
+from scipy import sparse
+
+from recsys import lexical
+from recsys.catalog import Catalog, Snapshot
+from recsys.index import LiveIndex
+from recsys.recommend import DAY, RELAX_ORDER, Filters, Pool, Query, Ranking, blend, same_text
+
+POOL_COLUMNS = ("alive", "lang", "ts", "section", "url", "original", "title", "text")
+
+
+@dataclass(frozen=True)
+class QueryVectors:
+    """The query's dense vector and normalised lexical row."""
+
+    dense: np.ndarray
+    lexical: sparse.csr_matrix
+
+
+def lang_codes(query: Query, policy: str) -> tuple[int, ...] | None:
+    """Languages a related item may be in (None: any)."""
+    return (query.lang,) if policy == "same" and query.lang != -1 else None
+
+
+def search(live: LiveIndex, vectors: QueryVectors, query: Query, policy: str, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """(rows, dense scores): within the reader's language for `same`, both ways for `prefer`."""
+    if policy == "any" or query.lang == -1:
+        return live.search(vectors.dense, k)
+    rows, scores = live.search(vectors.dense, k, lang=query.lang)
+    if policy == "prefer":
+        more_rows, more_scores = live.search(vectors.dense, k)
+        fresh = ~np.isin(more_rows, rows)
+        rows, scores = np.concatenate([rows, more_rows[fresh]]), np.concatenate([scores, more_scores[fresh]])
+    return rows, scores
+
+
+def pool(snap: Snapshot, rows: np.ndarray, dense: np.ndarray, vectors: QueryVectors) -> Pool:
+    """Candidate arrays: lexical score to the query now, pairwise similarities when ranking asks."""
+    known = rows < snap.n  # the index may already hold rows added after this snapshot
+    rows, dense = rows[known], dense[known]
+    lex_rows = snap.lexical.take(rows) if len(rows) else sparse.csr_matrix((0, lexical.N_FEATURES), dtype=np.float32)
+
+    def pairs(positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        vec = snap.vectors[rows[positions]]
+        return vec @ vec.T, lexical.gram(lex_rows[positions])
+
+    col = {name: snap.col[name][rows] for name in POOL_COLUMNS}
+    return Pool(rows, dense.astype(np.float64), lexical.dot_rows(lex_rows, vectors.lexical), col, pairs)
+
+
+class NewestOrder:
+    """Catalog rows newest first (undated last), sorted again only when rows were added."""
+
+    def __init__(self) -> None:
+        self._order = np.zeros(0, dtype=np.int64)
+        self._n = 0
+        self._lock = threading.Lock()
+
+    def of(self, snap: Snapshot) -> np.ndarray:
+        with self._lock:
+            if self._n != snap.n:
+                ts = snap.col["ts"][: snap.n]
+                self._order = np.lexsort((np.arange(snap.n), np.isnan(ts), -np.nan_to_num(ts, nan=0.0)))
+                self._n = snap.n
+            return self._order
+
+
+def fill_rows(snap: Snapshot, order: np.ndarray, query: Query, filters: Filters, taken: np.ndarray,
+              need: int, section: int | None, policy: str) -> list[int]:
+    """The newest rows that meet the filters and are not the article, excluded or already taken."""
+    col, out = snap.col, []
+    langs = lang_codes(query, policy)
+    for start in range(0, len(order), 512):
+        rows = order[start : start + 512]
+        ok = col["alive"][rows] & (rows != query.row) & ~np.isin(rows, taken)
+        ok &= ~same_text({"url": col["url"][rows], "original": col["original"][rows]}, query.keys)
+        if filters.published_before is not None:
+            ok &= col["ts"][rows] < filters.published_before
+        if langs is not None:
+            ok &= np.isin(col["lang"][rows], langs)
+        if section is not None:
+            ok &= col["section"][rows] == section
+        if filters.max_age_days is not None:
+            ok &= ~(np.abs(col["ts"][rows] - query.anchor_ts) > filters.max_age_days * DAY)
+        out += rows[ok][: need - len(out)].tolist()
+        if len(out) >= need:
+            break
+    return out
+
+
+def relevance_of(snap: Snapshot, rows: list[int], vectors: QueryVectors, knobs: Ranking) -> list[float]:
+    """The fused relevance of rows to the query (the score shown for fill items)."""
+    if not rows:
+        return []
+    picked = np.array(rows)
+    dense = snap.vectors[picked] @ vectors.dense
+    lex = lexical.dot_rows(snap.lexical.take(picked), vectors.lexical)
+    return [float(x) for x in blend(dense, lex, knobs.lexical_weight)]
+
+
+def fill(catalog: Catalog, snap: Snapshot, order: np.ndarray, query: Query, filters: Filters, taken: np.ndarray,
+         need: int) -> tuple[list[int], list[str]]:
+    """Newest items for the empty slots: the article's own section, then the site, then the caller's
+    filters relaxed one at a time (named in the answer's `relaxed`)."""
+    own_section = int(snap.col["section"][query.row]) if query.row >= 0 else None
+    section = catalog.code_of("section", filters.section) if filters.section else own_section
+    steps: list[tuple[Filters, int | None, str | None]] = [(filters, section, None)]
+    if filters.section is None and section is not None:
+        steps.append((filters, None, None))
+    for name in RELAX_ORDER:
+        current = steps[-1][0]
+        if getattr(current, name) not in (None, "any"):
+            steps.append((replace(current, **{name: "any" if name == "lang_policy" else None}), None, name))
+    out: list[int] = []
+    relaxed: list[str] = []
+    for step_filters, step_section, name in steps:
+        if len(out) >= need:
+            break
+        if name is not None:
+            relaxed.append(name)
+        chosen = np.concatenate([np.array(out, dtype=np.int64), taken])
+        out += fill_rows(snap, order, query, step_filters, chosen, need - len(out), step_section,
+                         step_filters.lang_policy)
+    return out, relaxed
