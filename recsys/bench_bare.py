@@ -1,9 +1,12 @@
 """The floor `recsys bench` compares against: bare FastAPI with the same route, a fixed answer.
 
 `uvicorn --factory recsys.bench_bare:app_from_env` serves `GET /v1/related/{article_id}` with the
-bytes of the file named by RECSYS_BENCH_BODY (a real 5-item answer saved from the recsys server),
-or a built-in body of the same shape. The handler is `async` and returns ready bytes: what is left
-is uvicorn, routing and parameter parsing, the least any FastAPI endpoint costs.
+answer in the file named by RECSYS_BENCH_BODY (a real 5-item answer saved from the recsys server),
+or a built-in body of the same shape. Two kinds (RECSYS_BENCH_BARE_KIND):
+- `json`: the handler returns the answer as a dict and FastAPI serialises it, as a plain FastAPI
+  endpoint returning a 5-item JSON does (the comparator of the serving targets);
+- `bytes`: the handler returns ready bytes: only uvicorn, routing and parameter parsing are left,
+  the least any FastAPI endpoint costs (reported beside it as the floor).
 """
 
 from __future__ import annotations
@@ -24,13 +27,19 @@ def default_body() -> bytes:
     return json.dumps({"article_id": "a", "items": items, "count": 5, "limit": 5}).encode()
 
 
-def create_bare_app(body: bytes) -> FastAPI:
-    """FastAPI with `GET /v1/related/{article_id}?limit=` answering `body`."""
+def create_bare_app(body: bytes, kind: str = "bytes") -> FastAPI:
+    """FastAPI with `GET /v1/related/{article_id}?limit=` answering `body` (as bytes, or as a dict)."""
     app = FastAPI(title="bare", openapi_url=None, docs_url=None, redoc_url=None)
+    answer = json.loads(body)
 
-    @app.get("/v1/related/{article_id}")
-    async def related(article_id: str, limit: int | None = None) -> Response:
-        return Response(body, media_type="application/json")
+    if kind == "json":
+        @app.get("/v1/related/{article_id}")
+        async def related_json(article_id: str, limit: int | None = None) -> dict:
+            return answer
+    else:
+        @app.get("/v1/related/{article_id}")
+        async def related(article_id: str, limit: int | None = None) -> Response:
+            return Response(body, media_type="application/json")
 
     return app
 
@@ -38,4 +47,5 @@ def create_bare_app(body: bytes) -> FastAPI:
 def app_from_env() -> FastAPI:
     """The zero-argument factory uvicorn calls (`--factory`)."""
     path = os.environ.get("RECSYS_BENCH_BODY")
-    return create_bare_app(Path(path).read_bytes() if path else default_body())
+    kind = os.environ.get("RECSYS_BENCH_BARE_KIND", "bytes")
+    return create_bare_app(Path(path).read_bytes() if path else default_body(), kind)

@@ -16,6 +16,7 @@ import os
 import shutil
 import statistics
 import tempfile
+import time
 import urllib.parse
 from collections.abc import Sequence
 from contextlib import ExitStack
@@ -69,10 +70,21 @@ def recsys_server(corpus: Corpus, mode: str, log_dir: Path) -> Server:
     return Server(f"recsys-{mode}", uvicorn_argv("recsys.api:app_from_env", port), port, "/healthz", log_dir, env)
 
 
-def bare_server(body: Path, log_dir: Path) -> Server:
+def bare_server(body: Path, log_dir: Path, kind: str) -> Server:
     port = free_port()
-    return Server("bare", uvicorn_argv("recsys.bench_bare:app_from_env", port), port, "/v1/related/x?limit=5",
-                  log_dir, {"RECSYS_BENCH_BODY": str(body)})
+    return Server(f"bare_{kind}", uvicorn_argv("recsys.bench_bare:app_from_env", port), port, "/v1/related/x?limit=5",
+                  log_dir, {"RECSYS_BENCH_BODY": str(body), "RECSYS_BENCH_BARE_KIND": kind})
+
+
+def wait_materialized(server: Server, timeout_s: float = 1800.0) -> float:
+    """Seconds until the server reports no default block left to materialise (as shipped, after start-up)."""
+    start = time.monotonic()
+    while time.monotonic() - start < timeout_s:
+        status, body = get(server.url + "/healthz")
+        if status == 200 and json.loads(body).get("materialized", {}).get("pending", 0) == 0:
+            return time.monotonic() - start
+        time.sleep(1.0)
+    raise RuntimeError(f"{server.name}: blocks still materialising after {timeout_s:.0f}s")
 
 
 def sample_body(server: Server, paths: Sequence[str], limit: int) -> bytes:
@@ -132,13 +144,17 @@ def _mode(mode: str, corpus: Corpus, config: HttpConfig, folder: Path) -> dict:
     script = write_script(folder, "related", paths)
     with ExitStack() as stack:
         recsys = stack.enter_context(recsys_server(corpus, mode, folder))
+        warmup = wait_materialized(recsys) if mode == "shipped" else 0.0
         body = folder / "bare-body.json"
         if not body.exists():
             body.write_bytes(sample_body(recsys, paths, config.limit))
-        bare = stack.enter_context(bare_server(body, folder))
-        targets = [Target("bare", bare, script), Target("recsys", recsys, script)]
+        targets = [Target(f"bare_{kind}", stack.enter_context(bare_server(body, folder, kind)), script)
+                   for kind in ("json", "bytes")]
+        targets.append(Target("recsys", recsys, script))
         interleave(targets, config)
-    return {"env": MODES[mode], "levels": summarize(targets, config.connections, "recsys", "bare")}
+    return {"env": MODES[mode], "materialize_s": warmup,
+            "levels": summarize(targets, config.connections, "recsys", "bare_json"),
+            "vs_bytes_floor": summarize(targets, config.connections, "recsys", "bare_bytes")}
 
 
 def bench_http(corpus: Corpus, config: HttpConfig) -> dict:

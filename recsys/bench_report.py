@@ -11,10 +11,14 @@ METHOD = """\
   `uvicorn --factory recsys.bench_bare:app_from_env`, each a process of its own on 127.0.0.1 with
   one worker, `--loop auto --http auto` (uvloop and httptools when installed) and no access log.
   The bare app has the same route, `GET /v1/related/{id}?limit=5`, and an `async` handler that
-  returns the bytes of a real 5-item recsys answer: what is left is uvicorn, routing and parameter
-  parsing. Rate limiting is off in recsys (wrk is one client on purpose).
+  answers a real 5-item recsys answer, in two kinds run side by side: `bare_json` returns it as
+  a dict that FastAPI serialises (a plain FastAPI endpoint returning a comparable 5-item JSON:
+  the comparator of the targets), `bare_bytes` returns ready bytes (only uvicorn, routing and
+  parameter parsing are left: the floor). Rate limiting is off in recsys (wrk is one client on
+  purpose).
 - **Modes.** *cold*: `RECSYS_CACHE_MAX_ENTRIES=0`, every request is ranked. *shipped*: default
-  settings, so repeated ids are answered from the in-process cache.
+  settings, measured once the server has materialised the default block of every article (its
+  `/healthz` reports nothing pending; the time it took is `materialize_s`).
 - **Load.** wrk (an external C program, not Python) runs as a separate process. Its Lua script
   picks a random stored id per request from a list file and counts response statuses per thread
   (printed by its `done` hook). Runs at each connection level use `-t min(2, connections)`,
@@ -109,7 +113,13 @@ def markdown(result: dict) -> str:
     if "corpus" in result:
         lines += _corpus(result["corpus"])
     for mode, data in http.get("modes", {}).items():
-        lines += [f"## recsys versus bare FastAPI, {mode}", "", *levels_table(data["levels"], "recsys", "bare"), ""]
+        lines += [f"## recsys versus bare FastAPI (JSON), {mode}", "",
+                  *levels_table(data["levels"], "recsys", "bare_json"), ""]
+        if "vs_bytes_floor" in data:
+            lines += [f"Against the bytes floor, {mode}:", "",
+                      *levels_table(data["vs_bytes_floor"], "recsys", "bare_bytes"), ""]
+        if data.get("materialize_s"):
+            lines += [f"Materialising every default block took {data['materialize_s']:.0f} s after start-up.", ""]
     if "txtai" in result:
         lines += _txtai(result["txtai"])
     if "encoder" in result:

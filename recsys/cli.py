@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from importlib import resources
@@ -58,6 +59,11 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     log.info("serving on http://%s:%d with %d worker(s) (demo page /demo, API docs /docs)",
              args.host, args.port, args.workers)
     if args.workers > 1:  # each worker process builds its own app from RECSYS_* settings
+        if settings.cache_ttl == 0:
+            # a write reaches the cache of the worker that took it only: the others must expire answers
+            os.environ["RECSYS_CACHE_TTL"] = str(max(1, settings.cache_max_age))
+            log.info("several workers: in-process answers expire after RECSYS_CACHE_TTL=%s s",
+                     os.environ["RECSYS_CACHE_TTL"])
         uvicorn.run("recsys.api:app_from_env", factory=True, workers=args.workers, host=args.host, port=args.port,
                     loop="auto", http="auto", log_level="info")
         return 0
@@ -100,8 +106,8 @@ def _filters_from(args: argparse.Namespace, settings: Settings):  # noqa: ANN202
 def cmd_related(args: argparse.Namespace, settings: Settings) -> int:
     engine = _engine(settings)
     related = engine.related_to_article(args.article_id, _filters_from(args, settings))
-    items = [{"id": a.id, "title": a.title, "source": a.source, "lang": a.lang, "score": round(s, 4)}
-             for a, s in related.items]
+    items = [{"id": a.id, "title": a.title, "source": a.source, "lang": a.lang, "score": round(s, 4), "reason": why}
+             for (a, s), why in zip(related.items, related.reasons)]
     print(json.dumps({"items": items, "relaxed": related.relaxed}, ensure_ascii=False, indent=2))
     return 0
 
@@ -289,7 +295,7 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("related", help="print the related block of a stored article")
     p.add_argument("article_id")
     p.add_argument("--limit", type=int)
-    p.add_argument("--lang-policy", choices=("same", "any"), default="same")
+    p.add_argument("--lang-policy", choices=("same", "prefer", "any"), default="same")
     p.add_argument("--max-age-days", type=float)
     p.add_argument("--section")
     p.add_argument("--exclude", action="append", default=[])

@@ -137,7 +137,10 @@ def test_cli_bench_http_against_bare(tmp_path: Path, tiny_model_path: Path, monk
     levels = http["modes"]["cold"]["levels"]
     assert [lv["connections"] for lv in levels] == [1, 4]
     for lv in levels:
-        recsys, bare = lv["recsys"], lv["bare"]
+        recsys, bare = lv["recsys"], lv["bare_json"]
         assert set(recsys["runs"][0]["status_counts"]) == {"200"} and set(bare["runs"][0]["status_counts"]) == {"200"}
         assert lv["ratio"]["requests_per_s"] == pytest.approx(recsys["requests_per_s"] / bare["requests_per_s"])
-    assert "recsys versus bare FastAPI, cold" in out.with_suffix(".md").read_text()
+    floor = http["modes"]["cold"]["vs_bytes_floor"][0]
+    assert floor["ratio"]["requests_per_s"] == pytest.approx(floor["recsys"]["requests_per_s"]
+                                                             / floor["bare_bytes"]["requests_per_s"])
+    assert "recsys versus bare FastAPI (JSON), cold" in out.with_suffix(".md").read_text()
