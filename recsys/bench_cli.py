@@ -26,7 +26,7 @@ def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
         raise InvalidInput("--connections, --duration, --rounds and --threads must be positive")
     http = HttpConfig(connections=_ints(args.connections), duration_s=args.duration, rounds=args.rounds,
                       threads=args.threads, warmup_s=args.warmup, modes=modes, wrk=args.wrk,
-                      txtai_venv=Path(args.txtai_venv) if args.txtai_venv else None)
+                      txtai_venv=Path(args.txtai_venv) if args.txtai_venv else None, soak_s=args.soak)
     options = BenchOptions(dataset=Path(args.dataset) if args.dataset else None, articles=args.articles,
                            work_dir=Path(args.work_dir) if args.work_dir else BenchOptions.work_dir,
                            sizes=_ints(args.sizes), n_encode=args.encode, micro=not args.skip_micro,
@@ -56,6 +56,8 @@ def add_bench(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--warmup", type=int, default=2, help="seconds of warm-up load per server")
     p.add_argument("--modes", default="cold,shipped", help="cold (answer cache off) and/or shipped (defaults)")
     p.add_argument("--wrk", default="wrk", help="the wrk executable")
+    p.add_argument("--soak", type=int, default=0, help="seconds of sustained load on the shipped server, memory "
+                   "sampled each minute (e.g. 600)")
     p.add_argument("--txtai-venv", help="a venv with txtai[api] (scripts/bench_txtai.sh): also compare txtai /search")
     p.add_argument("--skip-api", action="store_true", help="no HTTP runs (no wrk needed)")
     p.add_argument("--skip-micro", action="store_true", help="no encoder/index micro-benchmarks")

@@ -45,6 +45,7 @@ class HttpConfig:
     wrk: str = "wrk"
     txtai_venv: Path | None = None
     limit: int = 5
+    soak_s: int = 0  # after the shipped runs: this long at 16 connections, memory sampled each minute
 
 
 @dataclass
@@ -118,6 +119,16 @@ def interleave(targets: Sequence[Target], config: HttpConfig) -> None:
                          run["requests_per_s"], run["p99_ms"], run["non_2xx_3xx"])
 
 
+def _soak(server: Server, script: Path, config: HttpConfig) -> list[dict]:
+    """Sustained load in one-minute slices: requests/s, p99, non-2xx and resident memory after each."""
+    wrk, out = find_wrk(config.wrk), []
+    for _ in range(max(1, config.soak_s // 60)):
+        run = run_wrk(wrk, server.url, script, 16, config.threads, min(60, config.soak_s), server.pid)
+        out.append({k: run[k] for k in ("requests_per_s", "p99_ms", "non_2xx_3xx", "server_rss_mib", "loadavg_after")})
+        log.info("soak: %.0f req/s, RSS %.0f MiB", run["requests_per_s"], run["server_rss_mib"] or -1)
+    return out
+
+
 def _side(runs: list[dict]) -> dict:
     med = {k: statistics.median(r[k] for r in runs) for k in ("requests_per_s", "p50_ms", "p99_ms")}
     return {**med, "non_2xx_3xx": sum(r["non_2xx_3xx"] for r in runs),
@@ -152,7 +163,11 @@ def _mode(mode: str, corpus: Corpus, config: HttpConfig, folder: Path) -> dict:
                    for kind in ("json", "bytes")]
         targets.append(Target("recsys", recsys, script))
         interleave(targets, config)
-    return {"env": MODES[mode], "materialize_s": warmup,
+        soak = _soak(recsys, script, config) if mode == "shipped" and config.soak_s > 0 else None
+    runs = targets[-1].runs
+    memory = {"first_mib": runs[0]["server_rss_mib"], "last_mib": runs[-1]["server_rss_mib"],
+              "max_mib": max((r["server_rss_mib"] or 0.0) for r in runs), "under_load_s": sum(r["wall_s"] for r in runs)}
+    return {"env": MODES[mode], "materialize_s": warmup, "recsys_rss": memory, "soak": soak,
             "levels": summarize(targets, config.connections, "recsys", "bare_json"),
             "vs_bytes_floor": summarize(targets, config.connections, "recsys", "bare_bytes")}
 

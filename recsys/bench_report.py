@@ -95,6 +95,7 @@ def command(options: dict, http: dict) -> str:
         parts += ["--connections", ",".join(map(str, http["connections"])), "-d", str(http["duration_s"]),
                   "--rounds", str(http["rounds"]), "--modes", ",".join(http["modes"])]
         parts += ["--txtai-venv", http["txtai_venv"]] if http.get("txtai_venv") else []
+        parts += ["--soak", str(http["soak_s"])] if http.get("soak_s") else []
     parts += ["--sizes", ",".join(map(str, options.get("sizes", [])))] if options.get("micro") else ["--skip-micro"]
     return " ".join(parts + ([] if options.get("api", True) else ["--skip-api"]))
 
@@ -118,6 +119,17 @@ def markdown(result: dict) -> str:
         if "vs_bytes_floor" in data:
             lines += [f"Against the bytes floor, {mode}:", "",
                       *levels_table(data["vs_bytes_floor"], "recsys", "bare_bytes"), ""]
+        if data.get("recsys_rss", {}).get("first_mib"):
+            rss = data["recsys_rss"]
+            lines += [f"recsys resident memory, {mode}: {rss['first_mib']:.0f} MiB after the first run, "
+                      f"{rss['last_mib']:.0f} MiB after the last (max {rss['max_mib']:.0f} MiB) over "
+                      f"{rss['under_load_s']:.0f} s under load.", ""]
+        if data.get("soak"):
+            lines += [f"Sustained load, {mode} (16 connections, one row a minute):", "",
+                      "| minute | req/s | p99 ms | non-2xx | RSS MiB | load 1 min |", "|---:|---:|---:|---:|---:|---:|"]
+            lines += [f"| {i + 1} | {_fmt(r['requests_per_s'], 0)} | {_fmt(r['p99_ms'], 2)} | {r['non_2xx_3xx']} | "
+                      f"{_fmt(r['server_rss_mib'], 0)} | {r['loadavg_after'][0]:.2f} |" for i, r in enumerate(data["soak"])]
+            lines.append("")
         if data.get("materialize_s"):
             lines += [f"Materialising every default block took {data['materialize_s']:.0f} s after start-up.", ""]
     if "txtai" in result:

@@ -146,6 +146,18 @@ def cpu_seconds(pid: int | None) -> float | None:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def rss_mib(pid: int | None) -> float | None:
+    """Resident memory of a running process in MiB, from /proc (None where unavailable)."""
+    if pid is None:
+        return None
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return None
+    line = next((x for x in status.splitlines() if x.startswith("VmRSS:")), None)
+    return None if line is None else int(line.split()[1]) / 1024
+
+
 def _children_cpu() -> float:
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     return usage.ru_utime + usage.ru_stime
@@ -167,4 +179,5 @@ def run_wrk(binary: str, url: str, script: Path, connections: int, threads: int,
     return {**parse_wrk(done.stdout), "connections": connections, "threads": max(1, min(threads, connections)),
             "wall_s": wall, "wrk_cpu_s": wrk_cpu, "wrk_cpu_per_wall": wrk_cpu / wall,
             "server_cpu_s": server_cpu, "server_cpu_per_wall": None if server_cpu is None else server_cpu / wall,
-            "loadavg_before": list(load_before), "loadavg_after": list(os.getloadavg())}
+            "loadavg_before": list(load_before), "loadavg_after": list(os.getloadavg()),
+            "server_rss_mib": rss_mib(server_pid)}

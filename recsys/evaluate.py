@@ -1,259 +1,43 @@
 """Offline evaluation: rank labelled queries through the same `related()` path as the API.
 
-A dataset folder holds `articles.jsonl.gz` and optionally `pairs.jsonl.gz` (the format of
-shared/data/README.md). Relevant partners of a query: pairs scored at or above a threshold,
-and articles of the same cluster. Systems: baselines (random, newest, lexical) and, for each
-model, the engine with dense scores only and with the hybrid score.
+Systems (recsys.baselines): random, newest in section, character TF-IDF, BM25 and, per model,
+the engine as dense-only and hybrid retrieval (no floor, no fill, no collapse), `served` (the
+engine with the running settings: what the API serves) and `served:nocollapse` (the same
+without story collapse). Item-level figures count a relevant item when it is shown; story-level
+ones also when it was collapsed into a shown item (recsys.story_eval).
 """
 
 from __future__ import annotations
 
-import gzip
 import hashlib
-import json
 import logging
-import random
 from collections import defaultdict
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from recsys import lexical, metrics
-from recsys.errors import InvalidInput
-from recsys.ingest import read_articles
-from recsys.recommend import Filters
+from recsys import metrics, story_eval
+from recsys.baselines import (  # noqa: F401 - re-exported
+    Shown, Similarity, System, bm25_system, engine_system, newest_system, random_system, tfidf_system,
+)
+from recsys.datasets import (  # noqa: F401 - re-exported: recsys.evaluate is where callers look
+    Dataset, find_datasets, load_dataset, relevant_sets, select_queries, stories,
+)
 from recsys.settings import Settings
-from recsys.store import Article
 
 log = logging.getLogger(__name__)
 
-Ranker = Callable[[Article], list[str]]
-Similarity = Callable[[str, str], float]
 CURVE_KS = (1, 2, 3, 5, 10, 20)
-
-
-@dataclass(frozen=True)
-class Dataset:
-    """Articles plus their labels: (a, b, gold score) pairs and same-event clusters."""
-
-    name: str
-    articles: list[Article]
-    pairs: list[tuple[str, str, float]]
-    clusters: dict[str, str] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class System:
-    name: str
-    rank: Ranker
-    similarity: Similarity | None = None
-
-
-def _jsonl(path: Path) -> list[dict]:
-    with gzip.open(path, "rt", encoding="utf-8") if path.suffix == ".gz" else open(path, encoding="utf-8") as f:
-        return [json.loads(line) for line in f if line.strip()]
-
-
-def find_datasets(root: Path) -> list[Path]:
-    """The folder itself if it is a dataset, else its subfolders that are."""
-    if (root / "articles.jsonl.gz").exists() or (root / "articles.jsonl").exists():
-        return [root]
-    found = sorted(p for p in root.iterdir() if p.is_dir() and (p / "articles.jsonl.gz").exists()) if root.is_dir() else []
-    if not found:
-        raise InvalidInput(f"{root}: no articles.jsonl(.gz) here or in its subfolders")
-    return found
-
-
-def load_dataset(folder: Path, split: str | None = None) -> Dataset:
-    """Read one set; with pairs split into train/dev, keep `split` (default: dev when present)."""
-    articles_path = next(p for p in (folder / "articles.jsonl.gz", folder / "articles.jsonl") if p.exists())
-    articles, errors = read_articles(articles_path)
-    if errors:
-        log.warning("%s: %d bad rows skipped (first: line %d, %s)", folder.name, len(errors), errors[0].line, errors[0].reason)
-    clusters = {str(r["id"]): str(r["cluster"]) for r in _jsonl(articles_path) if r.get("cluster") is not None}
-    rows = _jsonl(folder / "pairs.jsonl.gz") if (folder / "pairs.jsonl.gz").exists() else []
-    splits = {r.get("split") for r in rows}
-    chosen = split or ("dev" if "dev" in splits else None)
-    if chosen is not None:
-        rows = [r for r in rows if r.get("split") == chosen]
-        keep = {str(r["a"]) for r in rows} | {str(r["b"]) for r in rows}
-        articles = [a for a in articles if a.id in keep]
-    pairs = [(str(r["a"]), str(r["b"]), float(r["score"])) for r in rows]
-    return Dataset(folder.name, articles, pairs, clusters)
-
-
-def relevant_sets(ds: Dataset, threshold: float) -> dict[str, dict[str, float]]:
-    """query id -> {relevant id: gain}; pairs at or above the threshold, both ways, and cluster mates."""
-    relevant: dict[str, dict[str, float]] = defaultdict(dict)
-    known = {a.id for a in ds.articles}
-    for a, b, score in ds.pairs:
-        if score >= threshold and a != b and a in known and b in known:
-            relevant[a][b] = max(score, relevant[a].get(b, 0.0))
-            relevant[b][a] = max(score, relevant[b].get(a, 0.0))
-    members: dict[str, list[str]] = defaultdict(list)
-    for ident, label in ds.clusters.items():
-        if ident in known:
-            members[label].append(ident)
-    for group in members.values():
-        for ident in group:
-            relevant[ident].update({other: 1.0 for other in group if other != ident})
-    return {q: rel for q, rel in relevant.items() if rel}
-
-
-def stories(ds: Dataset, threshold: float) -> dict[str, str]:
-    """Story label per article: its cluster, else its component of positive pairs."""
-    if ds.clusters:
-        return dict(ds.clusters)
-    parent: dict[str, str] = {}
-
-    def find(x: str) -> str:
-        while parent.setdefault(x, x) != x:
-            parent[x] = parent[parent[x]]
-            x = parent[x]
-        return x
-
-    for a, b, score in ds.pairs:
-        if score >= threshold:
-            parent[find(a)] = find(b)
-    return {x: find(x) for x in list(parent)}
-
-
-def select_queries(relevant: dict[str, dict[str, float]], limit: int | None, seed: int) -> list[str]:
-    queries = sorted(relevant)
-    if limit is not None and len(queries) > limit:
-        queries = sorted(random.Random(seed).sample(queries, limit))
-    return queries
-
-
-def _eligible(query: Article, pool: Sequence[Article], as_of: bool) -> list[Article]:
-    if not as_of:
-        return [a for a in pool if a.id != query.id]
-    moment = query.published_ts
-    return [a for a in pool if a.id != query.id and moment is not None and a.published_ts is not None
-            and a.published_ts < moment]
-
-
-def random_system(ds: Dataset, k: int, seed: int, as_of: bool) -> System:
-    def rank(query: Article) -> list[str]:
-        rng = random.Random(f"{seed}:{query.id}")
-        pool = [a.id for a in _eligible(query, ds.articles, as_of)]
-        return rng.sample(pool, min(k, len(pool)))
-
-    return System("random", rank)
-
-
-def newest_system(ds: Dataset, k: int, as_of: bool) -> System:
-    """What the site shows today: the newest items of the query's section (or of all, without sections)."""
-    def rank(query: Article) -> list[str]:
-        pool = [a for a in _eligible(query, ds.articles, as_of) if query.section is None or a.section == query.section]
-        pool.sort(key=lambda a: (-(a.published_ts or float("-inf")), a.id))
-        return [a.id for a in pool[:k]]
-
-    return System("newest_in_section", rank)
-
-
-def lexical_system(ds: Dataset, k: int, as_of: bool, text_of: Callable[[Article], str]) -> System:
-    """Character n-gram TF-IDF over title and lead, like Elasticsearch's more_like_this."""
-    stats = lexical.LexicalStats()
-    texts = [text_of(a) for a in ds.articles]
-    stats.add(texts)
-    matrix = lexical.vectors(texts, stats.idf)
-    position = {a.id: i for i, a in enumerate(ds.articles)}
-    published = np.array([a.published_ts if a.published_ts is not None else np.nan for a in ds.articles])
-
-    def rank(query: Article) -> list[str]:
-        scores = (matrix @ matrix[position[query.id]].T).toarray().ravel()
-        scores[position[query.id]] = -np.inf
-        if as_of:
-            scores[~(published < (query.published_ts if query.published_ts is not None else -np.inf))] = -np.inf
-        order = np.lexsort((np.arange(len(scores)), -scores))[:k]
-        return [ds.articles[i].id for i in order if np.isfinite(scores[i])]
-
-    def similarity(a: str, b: str) -> float:
-        return float((matrix[position[a]] @ matrix[position[b]].T).toarray()[0, 0])
-
-    return System("lexical_tfidf", rank, similarity)
-
-
-def engine_system(name: str, engine, k: int, lang_policy: str, as_of: bool) -> System:  # noqa: ANN001
-    """The product path: Engine.related_to_article with the API's filters."""
-    def rank(query: Article) -> list[str]:
-        moment = query.published_ts if as_of else None
-        if as_of and moment is None:
-            return []
-        filters = Filters(limit=k, lang_policy=lang_policy, published_before=moment)
-        return [a.id for a, _ in engine.related_to_article(query.id, filters).items]
-
-    def similarity(a: str, b: str) -> float:
-        return engine.similarity(a, b)
-
-    return System(name, rank, similarity)
-
-
-def work_folder(root: Path, dataset: str, model: str | None, split: str | None) -> Path:
-    from recsys.embed import DEFAULT_MODEL
-
-    # keyed by the resolved name, so a change of default model never meets an old cache
-    digest = hashlib.sha256(f"{model or DEFAULT_MODEL}|{split}".encode()).hexdigest()[:10]
-    return root / dataset / digest
-
-
-def open_model_engines(ds: Dataset, model: str | None, base: Settings, work: Path) -> tuple[object, object]:
-    """(dense-only, hybrid) engines sharing one store and build in `work`; embeddings are cached there."""
-    from recsys.embed import load_embedder
-    from recsys.engine import open_engine
-
-    settings = base.model_copy(update={"model": model, "db_path": work / "recsys.db", "index_dir": work / "index"})
-    embedder = load_embedder(settings)
-    hybrid = open_engine(settings, embedder=embedder)
-    if hybrid.upsert(ds.articles, progress=True).embedded or hybrid.live.manifest.count != len(ds.articles):
-        hybrid.build()
-    dense = open_engine(settings.model_copy(update={"lexical_weight": 0.0}), embedder=embedder)
-    return dense, hybrid
-
-
-def pair_agreement(ds: Dataset, similarity: Similarity | None) -> dict[str, float | int | None]:
-    known = {a.id for a in ds.articles}
-    pairs = [(a, b, s) for a, b, s in ds.pairs if a in known and b in known]
-    if similarity is None or not pairs:
-        return {"spearman": None, "pearson": None, "pairs": len(pairs)}
-    system = [similarity(a, b) for a, b, _ in pairs]
-    gold = [s for _, _, s in pairs]
-    return {"spearman": metrics.spearman(system, gold), "pearson": metrics.pearson(system, gold), "pairs": len(pairs)}
-
-
-def score_system(ds: Dataset, system: System, queries: Sequence[str], relevant: dict[str, dict[str, float]],
-                 k: int, story_of: dict[str, str]) -> dict:
-    """Accuracy, per-language and beyond-accuracy numbers of one system over the queries."""
-    from tqdm import tqdm
-
-    by_id = {a.id: a for a in ds.articles}
-    per_query, per_lang, lists, ages = [], defaultdict(list), [], []
-    for qid in tqdm(queries, desc=f"{ds.name}: {system.name}", leave=False, disable=len(queries) < 200):
-        query, rel = by_id[qid], relevant[qid]
-        ranked = system.rank(query)
-        lists.append(ranked[:k])
-        row = {f"recall@{c}": metrics.recall_at_k(ranked, rel, c) for c in CURVE_KS}
-        row.update({"mrr": metrics.reciprocal_rank(ranked, rel), f"ndcg@{k}": metrics.ndcg_at_k(ranked, rel, k, rel)})
-        row[f"recall@{k}"] = metrics.recall_at_k(ranked, rel, k)
-        per_query.append(row)
-        per_lang[query.lang].append(row[f"recall@{k}"])
-        ages += [(query.published_ts - by_id[i].published_ts) / 86_400 for i in ranked[:k]
-                 if query.published_ts is not None and by_id[i].published_ts is not None]
-    lang_of = {a.id: a.lang for a in ds.articles}
-    return {
-        "system": system.name,
-        "queries": len(queries),
-        **metrics.mean_metrics(per_query),
-        "per_language_recall": {lang: float(np.mean(v)) for lang, v in sorted(per_lang.items())},
-        "duplicate_rate": metrics.duplicate_rate(lists, story_of),
-        "same_language_share": metrics.language_share(lists, lang_of, [by_id[q].lang for q in queries]),
-        "age_days": metrics.age_stats(ages),
-        "coverage": metrics.catalogue_coverage(lists, len(ds.articles)),
-        "pair_agreement": pair_agreement(ds, system.similarity),
-    }
+# Retrieval alone: no relevance floor, no fill, no collapse (fill is switched off per request).
+RETRIEVAL = {"collapse_stories": False, "related_floor": -1.0}
+VARIANTS = {
+    "dense": {**RETRIEVAL, "fusion": "dense", "lexical_weight": 0.0},
+    "hybrid": RETRIEVAL,
+    "served": {},
+    "served:nocollapse": {"collapse_stories": False},
+}
 
 
 @dataclass(frozen=True)
@@ -268,26 +52,127 @@ class EvalConfig:
     split: str | None = None
     max_queries: int | None = 1000
     seed: int = 0
+    story_threshold: float = 0.75  # pair score at or above which two articles are one story
+
+
+def work_folder(root: Path, dataset: str, model: str | None, split: str | None) -> Path:
+    from recsys.embed import DEFAULT_MODEL
+
+    # keyed by the resolved name, so a change of default model never meets an old cache
+    digest = hashlib.sha256(f"{model or DEFAULT_MODEL}|{split}".encode()).hexdigest()[:10]
+    return root / dataset / digest
+
+
+def _settings(base: Settings, update: dict) -> Settings:
+    known = {k: v for k, v in update.items() if k in Settings.model_fields}
+    if len(known) < len(update):
+        log.warning("settings %s unknown to this engine: ignored", sorted(set(update) - set(known)))
+    return base.model_copy(update=known)
+
+
+def open_model_engines(ds: Dataset, model: str | None, base: Settings, work: Path) -> dict[str, object]:
+    """Engines per VARIANTS sharing one store and build in `work`; embeddings are cached there."""
+    from recsys.embed import load_embedder
+    from recsys.engine import open_engine
+
+    settings = _settings(base, {"model": model, "db_path": work / "recsys.db", "index_dir": work / "index"})
+    embedder = load_embedder(settings)
+    served = open_engine(settings, embedder=embedder)
+    if served.upsert(ds.articles, progress=True).embedded or served.live.manifest.count != len(ds.articles):
+        served.build()
+    return {name: served if not update else open_engine(_settings(settings, update), embedder=embedder)
+            for name, update in VARIANTS.items()}
+
+
+def pair_agreement(ds: Dataset, similarity: Similarity | None) -> dict[str, float | int | None]:
+    known = {a.id for a in ds.articles}
+    pairs = [(a, b, s) for a, b, s in ds.pairs if a in known and b in known]
+    if similarity is None or not pairs:
+        return {"spearman": None, "pearson": None, "pairs": len(pairs)}
+    system = [similarity(a, b) for a, b, _ in pairs]
+    gold = [s for _, _, s in pairs]
+    return {"spearman": metrics.spearman(system, gold), "pearson": metrics.pearson(system, gold), "pairs": len(pairs)}
+
+
+def _query_row(shown: Shown, rel: dict[str, float], k: int) -> dict[str, float]:
+    ranked = shown.ids
+    row = {f"recall@{c}": metrics.recall_at_k(ranked, rel, c) for c in CURVE_KS}
+    row.update({"mrr": metrics.reciprocal_rank(ranked, rel), f"ndcg@{k}": metrics.ndcg_at_k(ranked, rel, k, rel)})
+    row[f"recall@{k}"] = metrics.recall_at_k(ranked, rel, k)
+    return row | story_eval.story_row(ranked, shown.collapsed, rel, k)
+
+
+def score_system(ds: Dataset, system: System, queries: Sequence[str], relevant: dict[str, dict[str, float]],
+                 k: int, judge: story_eval.Judge, story_of: dict[str, str]) -> dict:
+    """Item- and story-level accuracy, per-language and beyond-accuracy numbers of one system."""
+    from tqdm import tqdm
+
+    by_id = {a.id: a for a in ds.articles}
+    per_query, per_lang, lists, ages, labels, collapsed, reasons = [], defaultdict(list), [], [], [], [], []
+    for qid in tqdm(queries, desc=f"{ds.name}: {system.name}", leave=False, disable=len(queries) < 200):
+        query, rel = by_id[qid], relevant[qid]
+        shown = system.rank(query)
+        top = shown.ids[:k]
+        lists.append(top)
+        per_query.append(_query_row(shown, rel, k))
+        per_lang[query.lang].append(per_query[-1][f"recall@{k}"])
+        labels.append(story_eval.filler_labels(qid, top, rel, judge))
+        collapsed.append({i: shown.collapsed[i] for i in top if i in shown.collapsed})
+        reasons.append(None if shown.reasons is None else shown.reasons[:k])
+        ages += [(query.published_ts - by_id[i].published_ts) / 86_400 for i in top
+                 if query.published_ts is not None and by_id[i].published_ts is not None]
+    lang_of = {a.id: a.lang for a in ds.articles}
+    return {
+        "system": system.name,
+        "queries": len(queries),
+        **metrics.mean_metrics(per_query),
+        "filler_rate": metrics.filler_rate(lists, labels),
+        "filler_judged": sum(len(x) for x in labels),  # shown items whose relation to the query is labelled
+        "fill_share": story_eval.fill_share(reasons),
+        "collapse_precision": metrics.collapse_precision(collapsed, judge),
+        "collapsed_items": sum(len(v) for c in collapsed for v in c.values()),
+        "per_language_recall": {lang: float(np.mean(v)) for lang, v in sorted(per_lang.items())},
+        "duplicate_rate": metrics.duplicate_rate(lists, story_of),
+        "same_language_share": metrics.language_share(lists, lang_of, [by_id[q].lang for q in queries]),
+        "age_days": metrics.age_stats(ages),
+        "coverage": metrics.catalogue_coverage(lists, len(ds.articles)),
+        "pair_agreement": pair_agreement(ds, system.similarity),
+    }
+
+
+def baseline_systems(ds: Dataset, depth: int, config: EvalConfig, base: Settings) -> list[System]:
+    from recsys.embed import article_text, parse_fields
+
+    fields = parse_fields(base.embed_fields)
+
+    def text_of(a):  # noqa: ANN001, ANN202
+        return article_text(a, fields, base.embed_max_chars)
+
+    return [random_system(ds.articles, depth, config.seed, config.as_of),
+            newest_system(ds.articles, depth, config.as_of),
+            tfidf_system(ds.articles, depth, config.as_of, text_of),
+            bm25_system(ds.articles, depth, config.as_of, text_of)]
 
 
 def evaluate_dataset(folder: Path, config: EvalConfig, base: Settings, work_root: Path) -> dict:
     """Every system on one dataset, same queries, same relevance labels."""
-    from recsys.embed import article_text, parse_fields
-
     ds = load_dataset(folder, config.split)
     relevant = relevant_sets(ds, config.threshold)
     queries = select_queries(relevant, config.max_queries, config.seed)
     depth = max(config.k, max(CURVE_KS))
-    fields = parse_fields(base.embed_fields)
-    systems = [random_system(ds, depth, config.seed, config.as_of), newest_system(ds, depth, config.as_of),
-               lexical_system(ds, depth, config.as_of, lambda a: article_text(a, fields, base.embed_max_chars))]
+    systems, decisions = baseline_systems(ds, depth, config, base), {}
     for model in config.models:
-        work = work_folder(work_root, ds.name, model, config.split)
-        dense, hybrid = open_model_engines(ds, model, base, work)
+        engines = open_model_engines(ds, model, base, work_folder(work_root, ds.name, model, config.split))
         label = model or "default"  # the configured RECSYS_MODEL, else the shipped model
-        systems += [engine_system(f"dense:{label}", dense, depth, config.lang_policy, config.as_of),
-                    engine_system(f"hybrid:{label}", hybrid, depth, config.lang_policy, config.as_of)]
-    story_of = stories(ds, config.threshold)
-    results = [score_system(ds, s, queries, relevant, config.k, story_of) for s in systems]
-    return {"dataset": ds.name, "articles": len(ds.articles), "pairs": len(ds.pairs),
-            "queries": len(queries), "results": results}
+        suffix = f":{label}" if len(config.models) > 1 else ""
+        for name, engine in engines.items():
+            retrieval = name in ("dense", "hybrid")
+            shown_as = f"{name}:{label}" if retrieval else f"{name}{suffix}"
+            # served ranks differently but scores pairs as hybrid does: its pair agreement would repeat hybrid's
+            systems.append(engine_system(shown_as, engine, depth, config.lang_policy, config.as_of,
+                                         fill=not retrieval, pair_scores=retrieval))
+        decisions[label] = story_eval.decision_quality(ds, engines["served"], config.story_threshold)
+    judge, story_of = story_eval.story_judge(ds, config.story_threshold), stories(ds, config.story_threshold)
+    results = [score_system(ds, s, queries, relevant, config.k, judge, story_of) for s in systems]
+    return {"dataset": ds.name, "articles": len(ds.articles), "pairs": len(ds.pairs), "queries": len(queries),
+            "same_story_decision": decisions, "results": results}

@@ -10,6 +10,12 @@ from recsys.metrics import (
     age_stats,
     average_ranks,
     catalogue_coverage,
+    collapse_precision,
+    decision_precision_recall,
+    filler_rate,
+    story_ndcg_at_k,
+    story_recall_at_k,
+    story_reciprocal_rank,
     duplicate_rate,
     language_share,
     mean_metrics,
@@ -282,3 +288,75 @@ def test_mean_metrics_empty_and_mismatched_keys() -> None:
     assert mean_metrics([]) == {}
     with pytest.raises(ValueError):
         mean_metrics([{"recall": 1.0}, {"mrr": 0.5}])
+
+
+# --- story level: found when shown or collapsed into a shown item -----------------
+
+SHOWN = ["a", "b", "c"]
+COLLAPSED = {"a": ("x",), "c": ("d", "e")}  # x folded into a (rank 1); d, e into c (rank 3)
+
+
+def test_story_recall_counts_collapsed_items() -> None:
+    # relevant {x, d, z}: x under rank 1 and d under rank 3 are found, z is not -> 2/3
+    assert story_recall_at_k(SHOWN, COLLAPSED, {"x", "d", "z"}, 3) == pytest.approx(2 / 3)
+    # top 2 only: d sits under rank 3 -> 1/3
+    assert story_recall_at_k(SHOWN, COLLAPSED, {"x", "d", "z"}, 2) == pytest.approx(1 / 3)
+    # no collapse: the item-level recall (x, d never shown) -> 0
+    assert story_recall_at_k(SHOWN, {}, {"x", "d"}, 3) == 0.0
+    with pytest.raises(ValueError):
+        story_recall_at_k(SHOWN, COLLAPSED, set(), 3)
+
+
+def test_story_reciprocal_rank() -> None:
+    # first rank covering a relevant item: e is under c at rank 3 -> 1/3
+    assert story_reciprocal_rank(SHOWN, COLLAPSED, {"e"}) == pytest.approx(1 / 3)
+    # x is under a at rank 1 -> 1.0; b itself at rank 2 would be later
+    assert story_reciprocal_rank(SHOWN, COLLAPSED, {"x", "b"}) == pytest.approx(1.0)
+    assert story_reciprocal_rank(SHOWN, COLLAPSED, {"z"}) == 0.0
+
+
+def test_story_ndcg() -> None:
+    # relevant {b, d}: b gains 1 at rank 2 (1/log2 3 = 0.6309298), d gains 1 at rank 3 (1/log2 4 = 0.5)
+    # IDCG (two items at ranks 1, 2) = 1 + 0.6309298 = 1.6309298 -> 1.1309298 / 1.6309298 = 0.6934264
+    assert story_ndcg_at_k(SHOWN, COLLAPSED, {"b", "d"}, 3) == pytest.approx(1.1309298 / 1.6309298)
+    # without collapse it is the item-level nDCG: only b at rank 2 -> 0.6309298 / 1.6309298 = 0.3868528
+    assert story_ndcg_at_k(SHOWN, {}, {"b", "d"}, 3) == pytest.approx(ndcg_at_k(SHOWN, {"b", "d"}, 3))
+    assert story_ndcg_at_k(SHOWN, {}, {"b", "d"}, 3) == pytest.approx(0.6309298 / 1.6309298)
+    # relevant {a, x}: both under rank 1 -> DCG 2 > IDCG 1.6309298, capped at 1
+    assert story_ndcg_at_k(SHOWN, COLLAPSED, {"a", "x"}, 3) == 1.0
+    # graded: d gain 0.5 under rank 3 -> 0.5 * 0.5 = 0.25; IDCG = 0.5 -> 0.5
+    assert story_ndcg_at_k(SHOWN, COLLAPSED, {"d"}, 3, {"d": 0.5}) == pytest.approx(0.5)
+
+
+def test_filler_rate_counts_only_known_items() -> None:
+    # query 1: a related, b filler, c unknown; query 2: d filler, e unknown -> 2 filler of 3 known
+    lists = [["a", "b", "c"], ["d", "e"]]
+    labels = [{"a": True, "b": False}, {"d": False}]
+    assert filler_rate(lists, labels) == pytest.approx(2 / 3)
+    assert math.isnan(filler_rate([["c"]], [{}]))
+    with pytest.raises(ValueError):
+        filler_rate(lists, labels[:1])
+
+
+def test_collapse_precision_skips_what_labels_cannot_judge() -> None:
+    story = {"a": 1, "x": 1, "c": 2, "d": 3}  # e has no label
+
+    def same(a: str, b: str) -> bool | None:
+        return story[a] == story[b] if a in story and b in story else None
+
+    # a<-x right; c<-d wrong; c<-e unknown -> 1 right of 2 judged
+    assert collapse_precision([COLLAPSED], same) == pytest.approx(0.5)
+    assert math.isnan(collapse_precision([{"c": ("e",)}], same))
+    assert math.isnan(collapse_precision([], same))
+
+
+def test_decision_precision_recall() -> None:
+    # said yes to 1, 2, 3; gold yes for 1, 2, 4 -> precision 2/3, recall 2/3
+    assert decision_precision_recall([1, 1, 1, 0, 0], [1, 1, 0, 1, 0]) == pytest.approx((2 / 3, 2 / 3))
+    # never said yes: precision undefined; recall 0
+    p, r = decision_precision_recall([0, 0], [1, 0])
+    assert math.isnan(p) and r == 0.0
+    with pytest.raises(ValueError):
+        decision_precision_recall([1], [1, 0])
+    # weights: the one negative said yes to stands for 3 -> precision 2 / (2 + 3) = 0.4; recall 2/3 unchanged
+    assert decision_precision_recall([1, 1, 1, 0], [1, 1, 0, 1], [1, 1, 3, 1]) == pytest.approx((0.4, 2 / 3))

@@ -1,0 +1,231 @@
+"""`recsys calibrate`: fit the story and related thresholds of one model on labelled data.
+
+Thresholds are fitted on a deterministic half of every set (by a hash of the pair's ids, see
+calibration_fit.fit_half) and measured on the other half. Order of work: fusion and lexical weight by
+story-MRR; then the cross-language dense story threshold, the blend story threshold (ORed with
+it), the related floor (best F1), and the copy threshold (1st percentile of translation pairs,
+never below the story thresholds). The result is recsys/calibration/<model-slug>.json.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from recsys import calibration_fit as cf
+from recsys.calibration_data import (
+    Encoded, PairTable, load_sets, model_languages, pair_table, story_partners, translation_pairs,
+)
+from recsys.recommend import Ranking, fuse
+from recsys.thresholds import model_slug
+
+log = logging.getLogger(__name__)
+
+STORY_PRECISION = 0.95
+STORY_PRECISIONS = (0.95, 0.9, 0.85, 0.8)  # targets tabulated; lower ones are fallbacks when one is out of reach
+COPY_PERCENT = 1.0
+WEIGHTS = (0.25, 0.5, 1.0, 2.0)
+CANDIDATES = (("dense", 0.0),) + tuple((f, w) for f in ("blend", "weighted", "rrf") for w in WEIGHTS)
+
+
+def story_mrr(enc: Encoded, grams: tuple[np.ndarray, np.ndarray], fusion: str, weight: float,
+              half: bool | None) -> tuple[float, int]:
+    """Mean reciprocal rank of the first same-story article, ranking the whole set per query.
+
+    `grams`: (dense, lexical) cosines between all articles; `half`: only queries of that fit
+    half (None: all). Returns (MRR, queries). recommend.fuse normalises per list: here the list
+    is the whole set, in the engine the candidate pool, so "weighted" scores differ a little."""
+    partners = story_partners(enc)
+    rows = sorted(q for q in partners if half is None or cf.fit_half(enc.ids[q]) == half)
+    total = 0.0
+    knobs = Ranking(lexical_weight=weight, fusion=fusion)
+    for q in rows:
+        others = np.arange(len(enc.ids)) != q  # the query itself neither ranks nor shifts the others' ranks
+        relevant = np.zeros(len(enc.ids), bool)
+        relevant[partners[q]] = True
+        total += cf.first_hit_rr(fuse(grams[0][q][others], grams[1][q][others], knobs), relevant[others])
+    return (total / len(rows) if rows else math.nan), len(rows)
+
+
+def choose_fusion(story_sets: Sequence[Encoded]) -> tuple[str, float, dict]:
+    """The (fusion, weight) with the best story-MRR on the fit half, macro-averaged over sets."""
+    grams = [(e.vectors @ e.vectors.T, (e.lexical @ e.lexical.T).toarray()) for e in story_sets]
+    table: dict[str, dict] = {}
+    for fusion, weight in CANDIDATES:
+        fit = [story_mrr(e, g, fusion, weight, True)[0] for e, g in zip(story_sets, grams)]
+        held = [story_mrr(e, g, fusion, weight, False)[0] for e, g in zip(story_sets, grams)]
+        table[f"{fusion}:{weight:g}"] = {"fit": _mean(fit), "heldout": _mean(held),
+                                         "by_set": {e.name: _round(h) for e, h in zip(story_sets, held)}}
+    # ties: the simpler, listed first; an undefined MRR (no queries) never wins
+    best = max(CANDIDATES, key=lambda c: np.nan_to_num(table[f"{c[0]}:{c[1]:g}"]["fit"], nan=-1.0))
+    return best[0], best[1], table
+
+
+def _mean(values: Sequence[float]) -> float:
+    kept = [v for v in values if not math.isnan(v)]
+    return float(np.mean(kept)) if kept else math.nan
+
+
+def fit_story(story: PairTable, weight: float, target: float = STORY_PRECISION) -> tuple[cf.Fit, cf.Fit, float]:
+    """(dense threshold, judged on cross-language pairs; blend threshold ORed with it, on all pairs;
+    the precision target met): `target`, else the first lower one at which the rule finds any pair."""
+    f = story.fit
+    mixed = cf.blend(story.dense, story.lexical, weight)
+    for goal in (target, *(p for p in STORY_PRECISIONS if p < target)):
+        dense_fit, blend_fit = cf.fit_story_rule(story.dense[f], mixed[f], story.gold[f], story.cross[f], goal)
+        if blend_fit.recall > 0:
+            break
+        log.warning("same story: precision %.2f is out of reach on the fit half", goal)
+    return dense_fit, blend_fit, goal
+
+
+def story_tradeoff(story: PairTable, weight: float) -> dict[str, dict]:
+    """Fitted story thresholds and their held-out precision/recall at each precision target."""
+    f, held = story.fit, ~story.fit
+    mixed = cf.blend(story.dense, story.lexical, weight)
+    out = {}
+    for target in STORY_PRECISIONS:
+        d, m = cf.fit_story_rule(story.dense[f], mixed[f], story.gold[f], story.cross[f], target)
+        said = (story.dense >= d.threshold) | (mixed >= m.threshold)
+        out[f"{target:.2f}"] = {"story_dense_threshold": d.threshold, "story_threshold": m.threshold,
+                                "fit": {"precision": m.precision, "recall": m.recall},
+                                "heldout": _pr(said[held], story.gold[held])}
+    return out
+
+
+def fit_copy(translations: np.ndarray, fit: np.ndarray, floor: float) -> float:
+    """1st percentile of translation-pair cosines (fit half), never below `floor`."""
+    low = cf.low_percentile(translations[fit], COPY_PERCENT)
+    return max(floor, low) if not math.isnan(low) else floor
+
+
+def story_decisions(t: PairTable, chosen: dict) -> np.ndarray:
+    """The story rule (COPY or SAME_STORY) over a table of scores."""
+    return np.array([cf.decide(d, lx, chosen) != cf.DIFFERENT for d, lx in zip(t.dense, t.lexical)], dtype=bool)
+
+
+def _pr(predicted: np.ndarray, gold: np.ndarray) -> dict:
+    p, r = cf.precision_recall(predicted, gold)
+    return {"precision": _round(p), "recall": _round(r), "pairs": int(len(gold)), "positives": int(gold.sum())}
+
+
+def measure(story: PairTable, related: PairTable, translations: np.ndarray, fit: np.ndarray, chosen: dict) -> dict:
+    """Precision and recall of every decision on the held-out half."""
+    held = ~story.fit
+    said = story_decisions(story, chosen)
+    out = {"same_story": _pr(said[held], story.gold[held]),
+           "same_story_cross_language": _pr(said[held & story.cross], story.gold[held & story.cross]),
+           "same_story_by_set": {name: _pr(said[held & (story.sets == name)], story.gold[held & (story.sets == name)])
+                                 for name in sorted(set(story.sets))}}
+    copy = story.dense >= chosen["copy_dense_threshold"]
+    out["copy_on_story_pairs"] = _pr(copy[held], story.gold[held])
+    held_tr = translations[~fit]
+    out["copy_recall_on_translations"] = {
+        "recall": _round(float(np.mean(held_tr >= chosen["copy_dense_threshold"]))) if len(held_tr) else None,
+        "pairs": len(held_tr)}
+    rel_held = ~related.fit
+    shown = cf.blend(related.dense, related.lexical, chosen["lexical_weight"]) >= chosen["related_floor"]
+    out["related"] = _pr(shown[rel_held], related.gold[rel_held])
+    return out
+
+
+def _round(value: float) -> float | None:
+    return None if value is None or math.isnan(value) else round(float(value), 4)
+
+
+def translation_cosines(embedder, data: Path) -> tuple[np.ndarray, np.ndarray]:  # noqa: ANN001
+    """Dense cosine of each held-out translation pair and whether it is in the fit half."""
+    pairs = translation_pairs(data / "parallel")
+    if not pairs:
+        return np.zeros(0), np.zeros(0, bool)
+    en = embedder.encode([p[0] for p in pairs])
+    xx = embedder.encode([p[1] for p in pairs])
+    return np.einsum("ij,ij->i", en, xx).astype(float), np.array([cf.fit_half(p[0], p[1]) for p in pairs], bool)
+
+
+def fit_all(sets: Sequence[Encoded], translations: np.ndarray, fit: np.ndarray,
+            story_precision: float = STORY_PRECISION) -> tuple[dict, dict]:
+    """(the thresholds, the fitting details) from encoded sets and translation cosines."""
+    fusion, weight, fusion_table = choose_fusion([e for e in sets if any(g for _, _, g in e.story)])
+    story, related = pair_table(sets, "story"), pair_table(sets, "related")
+    dense_fit, blend_fit, target = fit_story(story, weight, story_precision)
+    related_fit = cf.threshold_best_f1(cf.blend(related.dense, related.lexical, weight)[related.fit],
+                                       related.gold[related.fit])
+    floor = max([f.threshold for f in (dense_fit, blend_fit) if f.reached], default=cf.NEVER)
+    chosen = {"copy_dense_threshold": _round(fit_copy(translations, fit, floor)),
+              "story_threshold": _round(blend_fit.threshold), "story_dense_threshold": _round(dense_fit.threshold),
+              "related_floor": _round(related_fit.threshold), "lexical_weight": weight, "fusion": fusion}
+    fits = {"story_dense_threshold": dense_fit.__dict__, "story_threshold": blend_fit.__dict__,
+            "related_floor": related_fit.__dict__}
+    details = {"story_precision_target": target, "story_tradeoff": story_tradeoff(story, weight), "fits": fits,
+               "fusion_story_mrr": fusion_table,
+               "measured_on_heldout": measure(story, related, translations, fit, chosen)}
+    return chosen, details
+
+
+def calibrate(model: str | None, data: Path, sample: Path | None, seed: int = 0,
+              langs: Sequence[str] | None = None, story_precision: float = STORY_PRECISION) -> dict:
+    """Load the model, embed the labelled sets, fit every threshold; the calibration file's content.
+
+    `langs`: keep articles in these languages (default: the model's own languages, when known)."""
+    from recsys.embed import DEFAULT_MODEL, load_embedder
+    from recsys.settings import Settings
+
+    embedder = load_embedder(Settings(model=model))
+    langs = langs or model_languages(embedder.name)
+    sets = load_sets(data, sample, embedder, seed, langs)
+    translations, fit = translation_cosines(embedder, data)
+    chosen, details = fit_all(sets, translations, fit, story_precision)
+    sizes = {e.name: {"articles": len(e.ids), "story_pairs": len(e.story), "related_pairs": len(e.related)}
+             for e in sets}
+    fitted_on = (f"half of each set by hash of the pair's ids ({', '.join(sizes)}), "
+                 f"{len(translations)} held-out translation pairs; precision/recall measured on the other half")
+    return {"model": model or DEFAULT_MODEL, **chosen, "fitted_on": fitted_on, "languages": langs, "sets": sizes,
+            **details}
+
+
+def write(result: dict, out: Path) -> Path:
+    """recsys/calibration/<slug>.json (or the same name under `out`)."""
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f"{model_slug(result['model'])}.json"
+    path.write_text(json.dumps(_clean(result), indent=2, ensure_ascii=False, allow_nan=False) + "\n", encoding="utf-8")
+    return path
+
+
+def _clean(value: object) -> object:
+    if isinstance(value, float):
+        return None if math.isnan(value) or math.isinf(value) else round(value, 4)
+    if isinstance(value, dict):
+        return {k: _clean(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_clean(v) for v in value]
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def table(result: dict) -> str:
+    """The thresholds and their held-out precision/recall, as Markdown."""
+    m = result["measured_on_heldout"]
+    rows = [("story rule (all pairs)", f"story {result['story_threshold']}, dense {result['story_dense_threshold']}",
+             m["same_story"]),
+            ("story rule (cross-language)", f"dense {result['story_dense_threshold']}", m["same_story_cross_language"]),
+            *((f"story rule: {name}", "", v) for name, v in m["same_story_by_set"].items()),
+            ("copy (dense) on story pairs", f"{result['copy_dense_threshold']}", m["copy_on_story_pairs"]),
+            ("related floor", f"{result['related_floor']}", m["related"])]
+    lines = [f"model {result['model']}: fusion {result['fusion']}, lexical_weight {result['lexical_weight']}", "",
+             "| decision | threshold | precision | recall | pairs | positives |", "|---|---|---|---|---|---|"]
+    lines += [f"| {name} | {thr} | {v['precision']} | {v['recall']} | {v['pairs']} | {v['positives']} |"
+              for name, thr, v in rows]
+    tr = m["copy_recall_on_translations"]
+    lines += ["", f"copy recall on held-out translation pairs: {tr['recall']} ({tr['pairs']} pairs)", "",
+              "| fusion:weight | story-MRR fit | story-MRR held-out |", "|---|---|---|"]
+    lines += [f"| {k} | {_round(v['fit'])} | {_round(v['heldout'])} |" for k, v in result["fusion_story_mrr"].items()]
+    lines += ["", f"same-story precision target met: {result['story_precision_target']}; other targets:", "",
+              "| target | story | story_dense | held-out precision | held-out recall |", "|---|---|---|---|---|"]
+    lines += [f"| {t} | {_round(v['story_threshold'])} | {_round(v['story_dense_threshold'])} | "
+              f"{v['heldout']['precision']} | {v['heldout']['recall']} |" for t, v in result["story_tradeoff"].items()]
+    return "\n".join(lines)
