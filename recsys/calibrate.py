@@ -9,6 +9,8 @@ never below the story thresholds). The result is recsys/calibration/<model-slug>
 
 from __future__ import annotations
 
+import dataclasses
+
 import json
 import logging
 import math
@@ -106,7 +108,15 @@ def fit_copy(translations: np.ndarray, fit: np.ndarray, floor: float) -> float:
 
 def story_decisions(t: PairTable, chosen: dict) -> np.ndarray:
     """The story rule (COPY or SAME_STORY) over a table of scores."""
-    return np.array([cf.decide(d, lx, chosen) != cf.DIFFERENT for d, lx in zip(t.dense, t.lexical)], dtype=bool)
+    return np.array([cf.decide(d, lx, chosen, days_apart=days) != cf.DIFFERENT
+                     for d, lx, days in zip(t.dense, t.lexical, t.days)], dtype=bool)
+
+
+def windowed(story: PairTable, window: float) -> PairTable:
+    """The table with pairs further apart than the story window unable to score as one story."""
+    apart = story.days > window  # NaN (undated) is never apart
+    low = np.where(apart, -np.inf, 0.0)
+    return dataclasses.replace(story, dense=story.dense + low, lexical=story.lexical + low)
 
 
 def _pr(predicted: np.ndarray, gold: np.ndarray) -> dict:
@@ -153,16 +163,19 @@ def fit_all(sets: Sequence[Encoded], translations: np.ndarray, fit: np.ndarray,
     """(the thresholds, the fitting details) from encoded sets and translation cosines."""
     fusion, weight, fusion_table = choose_fusion([e for e in sets if any(g for _, _, g in e.story)])
     story, related = pair_table(sets, "story"), pair_table(sets, "related")
-    dense_fit, blend_fit, target = fit_story(story, weight, story_precision)
+    window = cf.window_days(story.days[story.fit], story.gold[story.fit])
+    dense_fit, blend_fit, target = fit_story(windowed(story, window), weight, story_precision)
     related_fit = cf.threshold_best_f1(cf.blend(related.dense, related.lexical, weight)[related.fit],
                                        related.gold[related.fit])
     floor = max([f.threshold for f in (dense_fit, blend_fit) if f.reached], default=cf.NEVER)
     chosen = {"copy_dense_threshold": _round(fit_copy(translations, fit, floor)),
               "story_threshold": _round(blend_fit.threshold), "story_dense_threshold": _round(dense_fit.threshold),
+              "story_window_days": window if math.isfinite(window) else "inf",
               "related_floor": _round(related_fit.threshold), "lexical_weight": weight, "fusion": fusion}
     fits = {"story_dense_threshold": dense_fit.__dict__, "story_threshold": blend_fit.__dict__,
             "related_floor": related_fit.__dict__}
-    details = {"story_precision_target": target, "story_tradeoff": story_tradeoff(story, weight), "fits": fits,
+    details = {"story_precision_target": target, "story_tradeoff": story_tradeoff(windowed(story, window), weight),
+               "fits": fits,
                "fusion_story_mrr": fusion_table,
                "measured_on_heldout": measure(story, related, translations, fit, chosen)}
     return chosen, details

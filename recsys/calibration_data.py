@@ -49,6 +49,14 @@ class Encoded:
     lexical: sparse.csr_matrix
     story: Labels
     related: Labels
+    ts: np.ndarray | None = None  # publication time per article (NaN when undated)
+
+    def days_apart(self, pairs: Sequence[tuple[str, str, bool]]) -> np.ndarray:
+        """Days between the two articles of each pair (NaN where either is undated)."""
+        if self.ts is None:
+            return np.full(len(pairs), np.nan)
+        pos = {ident: i for i, ident in enumerate(self.ids)}
+        return np.array([abs(self.ts[pos[a]] - self.ts[pos[b]]) / 86_400 for a, b, _ in pairs], dtype=float)
 
     def features(self, pairs: Sequence[tuple[str, str, bool]]) -> tuple[np.ndarray, np.ndarray]:
         """(dense cosine, lexical cosine) of each pair."""
@@ -124,8 +132,9 @@ def encode_set(ds: Dataset, embedder, story: Labels, related: Labels, whole: boo
     stats = lexical.LexicalStats()
     stats.add(texts)
     log.info("%s: embedding %d articles", ds.name, len(texts))
+    ts = np.array([a.published_ts if a.published_ts is not None else np.nan for a in ds.articles], dtype=float)
     return Encoded(ds.name, [a.id for a in ds.articles], [a.lang for a in ds.articles],
-                   embedder.encode(texts), lexical.vectors(texts, stats.idf), story, related)
+                   embedder.encode(texts), lexical.vectors(texts, stats.idf), story, related, ts)
 
 
 def model_languages(model: str) -> tuple[str, ...] | None:
@@ -179,11 +188,12 @@ class PairTable:
     gold: np.ndarray
     cross: np.ndarray
     fit: np.ndarray
+    days: np.ndarray
 
 
 def pair_table(sets: Sequence[Encoded], which: str) -> PairTable:
     """The story or related labels of every set, with their scores."""
-    cols: dict[str, list[np.ndarray]] = {k: [] for k in ("sets", "dense", "lexical", "gold", "cross", "fit")}
+    cols: dict[str, list[np.ndarray]] = {k: [] for k in ("sets", "dense", "lexical", "gold", "cross", "fit", "days")}
     for enc in sets:
         labels = getattr(enc, which)
         dense, lex = enc.features(labels)
@@ -193,6 +203,7 @@ def pair_table(sets: Sequence[Encoded], which: str) -> PairTable:
         cols["gold"].append(np.array([g for _, _, g in labels], dtype=bool))
         cols["cross"].append(enc.cross(labels))
         cols["fit"].append(np.array([fit_half(a, b) for a, b, _ in labels], dtype=bool))
+        cols["days"].append(enc.days_apart(labels))
     return PairTable(**{k: np.concatenate(v) if v else np.zeros(0) for k, v in cols.items()})
 
 

@@ -117,16 +117,27 @@ def low_percentile(scores: Sequence[float], percent: float) -> float:
     return float(np.percentile(arr, percent)) if arr.size else math.nan
 
 
-def decide(dense: float, lexical: float, knobs: dict, same_identity: bool = False) -> int:
+def decide(dense: float, lexical: float, knobs: dict, same_identity: bool = False,
+           days_apart: float = math.nan) -> int:
     """COPY, SAME_STORY or DIFFERENT from two items' scores: the story rule of recommend.relations.
 
-    `same_identity`: they share a url/original_url or a normalised headline."""
+    `same_identity`: they share a url/original_url or a normalised headline; `days_apart`: their
+    distance in time (NaN when either is undated)."""
     if same_identity or dense >= knobs["copy_dense_threshold"]:
         return COPY
+    if days_apart > float(knobs.get("story_window_days", math.inf)):
+        return DIFFERENT
     if blend(dense, lexical, knobs["lexical_weight"]) >= knobs["story_threshold"] \
             or dense >= knobs["story_dense_threshold"]:
         return SAME_STORY
     return DIFFERENT
+
+
+def window_days(days_apart: np.ndarray, gold: np.ndarray) -> float:
+    """The story window: the longest span between two items of one story in dated labelled pairs,
+    rounded up to whole days (inf when no labelled pair is dated)."""
+    spans = days_apart[gold & ~np.isnan(days_apart)]
+    return float(math.ceil(spans.max())) if len(spans) else math.inf
 
 
 def first_hit_rr(scores: Sequence[float], relevant: Sequence[bool]) -> float:

@@ -53,6 +53,7 @@ class Ranking:
     copy_dense_threshold: float = 0.92  # dense cosine at which two items are one text (a translation)
     story_threshold: float = 0.45  # fused pair score at which two items are one story
     story_dense_threshold: float = 2.0  # dense cosine at which two items are one story in any language (2 = off)
+    story_window_days: float = float("inf")  # one story is told within this many days (undated items: no limit)
     related_floor: float = 0.0  # fused score to the query below which an item is not related
     lexical_weight: float = 0.5
     fusion: str = "blend"
@@ -169,8 +170,9 @@ def relations(col: dict[str, np.ndarray], pair_dense: np.ndarray, pair_lexical: 
     links = shared(url, original) | shared(original, original) | shared(url, url)
     copy = links | links.T | shared(col["title"], col["title"]) | (pair_dense >= knobs.copy_dense_threshold)
     fused = blend(pair_dense, pair_lexical, knobs.lexical_weight)
-    story = copy | (fused >= knobs.story_threshold) | (pair_dense >= knobs.story_dense_threshold)
-    return copy, story
+    apart = np.abs(col["ts"][:, None] - col["ts"][None, :]) > knobs.story_window_days * DAY  # NaN: not apart
+    close = (fused >= knobs.story_threshold) | (pair_dense >= knobs.story_dense_threshold)
+    return copy, copy | (close & ~apart)
 
 
 def collapse(order: list[int], pool: Pool, knobs: Ranking, reader_lang: int, limit: int) -> list[tuple[int, list[int]]]:

@@ -23,6 +23,12 @@ class Settings(BaseSettings):
         default=Path("~/.cache/recsys/models"),
         description="where built-in models made on first use live (builtin:multilingual-e5-small, ~470 MB)",
     )
+    model_backend: str = Field(
+        default="auto", pattern=r"^(auto|torch|onnx-int8|onnx)$",
+        description="how builtin:multilingual-e5-small runs: auto = onnx-int8 (ONNX Runtime, int8 weights; keeps "
+        ">= 99 % of fp32 quality, docs/e5_backends.md), torch (sentence-transformers fp32), onnx (ONNX Runtime "
+        "fp32); other models run with torch",
+    )
 
     embed_fields: str = Field(default="title,text", description="article fields embedded, in order")
     embed_max_chars: int = Field(default=600, ge=20, description="characters of text kept (the lead)")
@@ -47,6 +53,9 @@ class Settings(BaseSettings):
     story_dense_threshold: float | None = Field(
         default=None, ge=0.0, le=2.0, description="dense cosine at which two items in any languages are one story; "
         "unset = the model's calibration (2 = off)")
+    story_window_days: float | None = Field(
+        default=None, gt=0.0, description="days within which two dated items can be one story; unset = the model's "
+        "calibration (none: no limit)")
     related_floor: float | None = Field(
         default=None, ge=-1.0, le=2.0, description="fused score to the article below which an item is not related; "
         "unset = the model's calibration")

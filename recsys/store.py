@@ -11,7 +11,6 @@ import json
 import sqlite3
 import threading
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
 from datetime import date, datetime, timezone
 from pathlib import Path
 
@@ -99,15 +98,6 @@ class Article(BaseModel):
     @property
     def published_ts(self) -> float | None:
         return self.published_at.timestamp() if self.published_at else None
-
-
-@dataclass(frozen=True)
-class StoredVector:
-    """An article with the vid and vector it is currently indexed under."""
-
-    article: Article
-    vid: int
-    vector: np.ndarray
 
 
 def _row_to_article(row: sqlite3.Row) -> Article:
@@ -223,22 +213,6 @@ class Store:
         )
         return np.frombuffer(rows[0][0], dtype=np.float32) if rows else None
 
-    def resolve(self, vids: Sequence[int], model: str) -> dict[int, StoredVector]:
-        """Current articles for the given vids; stale or deleted vids are simply absent."""
-        out: dict[int, StoredVector] = {}
-        vids = [int(v) for v in vids]
-        for start in range(0, len(vids), 500):
-            chunk = vids[start : start + 500]
-            marks = ",".join("?" * len(chunk))
-            for row in self._query(
-                f"SELECT a.*, v.vector FROM articles a JOIN vectors v ON v.vid = a.vid "
-                f"WHERE a.vid IN ({marks}) AND v.model = ?",
-                [*chunk, model],
-            ):
-                vector = np.frombuffer(row["vector"], dtype=np.float32)
-                out[row["vid"]] = StoredVector(_row_to_article(row), row["vid"], vector)
-        return out
-
     def vector_rows(self, model: str, after_vid: int = 0, batch: int = 10_000
                     ) -> Iterator[tuple[list[sqlite3.Row], np.ndarray]]:
         """Yield (rows, matrix) chunks of current vectors with vid > after_vid, in vid order.
@@ -285,22 +259,6 @@ class Store:
     def max_vid(self) -> int:
         return self._query("SELECT COALESCE(MAX(vid), 0) FROM vectors")[0][0]
 
-    def vectors(self, model: str, after_vid: int = 0, batch: int = 10_000) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        """Yield (vids, matrix) chunks of the current vectors of `model` with vid > after_vid."""
-        last = after_vid
-        while True:
-            rows = self._query(
-                "SELECT v.vid, v.vector FROM vectors v JOIN articles a ON a.vid = v.vid "
-                "WHERE v.model = ? AND v.vid > ? ORDER BY v.vid LIMIT ?",
-                (model, last, batch),
-            )
-            if not rows:
-                return
-            vids = np.array([r[0] for r in rows], dtype=np.int64)
-            matrix = np.stack([np.frombuffer(r[1], dtype=np.float32) for r in rows])
-            yield vids, matrix
-            last = int(vids[-1])
-
     def ids_needing_vectors(self, model: str) -> list[str]:
         """Articles with no vector from `model` (new model, or stored without one)."""
         rows = self._query(
@@ -317,16 +275,6 @@ class Store:
             marks = ",".join("?" * len(chunk))
             out += [_row_to_article(r) for r in self._query(f"SELECT * FROM articles WHERE id IN ({marks})", chunk)]
         return out
-
-    def iter_articles(self, batch: int = 5000) -> Iterator[Article]:
-        """Every article, in id order, read in chunks."""
-        last = ""
-        while True:
-            rows = self._query("SELECT * FROM articles WHERE id > ? ORDER BY id LIMIT ?", (last, batch))
-            if not rows:
-                return
-            yield from (_row_to_article(r) for r in rows)
-            last = rows[-1]["id"]
 
     def latest(self, limit: int = 20, lang: str | None = None) -> list[Article]:
         sql = "SELECT * FROM articles" + (" WHERE lang = ?" if lang else "")

@@ -100,7 +100,9 @@ def decision_quality(ds: Dataset, engine, story_threshold: float, seed: int = 0)
     said = []
     for a, b, _ in positives + judged:
         dense, lexical = engine.pair_features(a, b)
-        said.append(decide(dense, lexical, knobs, same_identity(by_id[a], by_id[b])) != DIFFERENT)
+        ta, tb = by_id[a].published_ts, by_id[b].published_ts
+        days = abs(ta - tb) / 86_400 if ta is not None and tb is not None else float("nan")
+        said.append(decide(dense, lexical, knobs, same_identity(by_id[a], by_id[b]), days) != DIFFERENT)
     weights = [1.0] * len(positives) + [len(negatives) / max(len(judged), 1)] * len(judged)
     gold = [True] * len(positives) + [False] * len(judged)
     precision, recall = metrics.decision_precision_recall(said, gold, weights)

@@ -16,8 +16,8 @@ from recsys.recommend import FUSIONS, Ranking
 from recsys.errors import ConfigError
 from recsys.settings import Settings
 
-CALIBRATED = ("copy_dense_threshold", "story_threshold", "story_dense_threshold", "related_floor",
-              "lexical_weight", "fusion")
+CALIBRATED = ("copy_dense_threshold", "story_threshold", "story_dense_threshold", "story_window_days",
+              "related_floor", "lexical_weight", "fusion")
 CALIBRATION_DIR = Path(__file__).resolve().parent / "calibration"
 
 
@@ -42,7 +42,7 @@ def ranking_from(settings: Settings, calibration: dict) -> Ranking:
         if chosen is None:
             chosen = calibration.get(name)
         if chosen is not None:
-            values[name] = chosen
+            values[name] = float("inf") if name == "story_window_days" and chosen == "inf" else chosen
     if values.get("fusion", "blend") not in FUSIONS:
         raise ConfigError(f"fusion {values['fusion']!r}: choose one of {', '.join(FUSIONS)}")
     return Ranking(**values, recency_weight=settings.recency_weight,

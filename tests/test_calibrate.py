@@ -64,6 +64,12 @@ def test_best_f1_percentile_and_first_hit() -> None:
     assert cf.first_hit_rr([0.1, 0.9], [False, False]) == 0.0
 
 
+def test_story_window_is_the_longest_labelled_span_rounded_up() -> None:
+    days = np.array([0.5, 2.1, np.nan, 9.0])
+    assert cf.window_days(days, np.array([True, True, True, False])) == 3.0  # undated and different-story spans ignored
+    assert cf.window_days(np.array([np.nan]), np.array([True])) == float("inf")
+
+
 def test_fit_half_is_symmetric_stable_and_about_half() -> None:
     assert cf.fit_half("a", "b") == cf.fit_half("b", "a")
     share = np.mean([cf.fit_half(f"id{i}") for i in range(2000)])
@@ -72,12 +78,15 @@ def test_fit_half_is_symmetric_stable_and_about_half() -> None:
 
 @pytest.mark.parametrize("dense", [0.3, 0.6, 0.75, 0.95])
 @pytest.mark.parametrize("lexical", [0.0, 0.3, 0.8])
-def test_decide_is_the_engine_rule(dense: float, lexical: float) -> None:
-    knobs = {"copy_dense_threshold": 0.9, "story_threshold": 0.5, "story_dense_threshold": 0.7, "lexical_weight": 0.5}
-    col = {"url": np.array([1, 2]), "original": np.array([0, 0]), "title": np.array([3, 4])}
+@pytest.mark.parametrize("days", [None, 1.0, 5.0])
+def test_decide_is_the_engine_rule(dense: float, lexical: float, days: float | None) -> None:
+    knobs = {"copy_dense_threshold": 0.9, "story_threshold": 0.5, "story_dense_threshold": 0.7, "lexical_weight": 0.5,
+             "story_window_days": 3.0}
+    ts = np.array([0.0, np.nan if days is None else days * 86_400])
+    col = {"url": np.array([1, 2]), "original": np.array([0, 0]), "title": np.array([3, 4]), "ts": ts}
     pair_dense, pair_lexical = np.array([[1.0, dense], [dense, 1.0]]), np.array([[1.0, lexical], [lexical, 1.0]])
     copy, story = relations(col, pair_dense, pair_lexical, Ranking(**knobs))
-    said = cf.decide(dense, lexical, knobs)
+    said = cf.decide(dense, lexical, knobs, days_apart=np.nan if days is None else days)
     assert (said == cf.COPY) == bool(copy[0, 1]) and (said != cf.DIFFERENT) == bool(story[0, 1])
 
 

@@ -116,6 +116,17 @@ def test_story_rule_uses_the_fused_pair_score_and_the_cross_language_dense_rule(
     assert story[0, 1] and story[0, 2] and not story[1, 2] and not copy.any(where=~np.eye(3, dtype=bool))
 
 
+def test_one_story_is_told_within_its_time_window() -> None:
+    dense = np.array([[1, .8, .8, .8], [.8, 1, .8, .8], [.8, .8, 1, .8], [.8, .8, .8, 1]])
+    pool = make_pool([{"dense": 0.9, "age_days": 10}, {"dense": 0.8, "age_days": 8},
+                      {"dense": 0.7, "age_days": 1}, {"dense": 0.6, "age_days": None}], pair_dense=dense)
+    knobs = Ranking(story_threshold=0.75, story_window_days=3.0, lexical_weight=0.0, copy_dense_threshold=0.95)
+    _, story = relations(pool.col, dense, np.eye(4), knobs)
+    # 10 and 8 days old: 2 days apart, one story; 1 day old: a follow-up a week later, another story;
+    # the undated item cannot be placed in time, so the scores decide alone
+    assert story[0, 1] and not story[0, 2] and not story[1, 2] and story[0, 3] and story[2, 3]
+
+
 def test_collapse_compares_with_the_leader_only_and_stops_when_the_block_is_full() -> None:
     dense = np.array([[1, .7, .1, .1], [.7, 1, .7, .1], [.1, .7, 1, .1], [.1, .1, .1, 1]])
     pool = make_pool([{"dense": 0.9}, {"dense": 0.8}, {"dense": 0.7}, {"dense": 0.6}], pair_dense=dense)

@@ -43,9 +43,11 @@ def test_new_vector_gets_new_vid_and_old_vid_stops_resolving(tmp_path: Path) -> 
     store.upsert([(art(title="Новий заголовок"), "h2", vec(2))], "m")
     second = store.max_vid()
     assert second > first
-    assert store.resolve([first], "m") == {}
-    resolved = store.resolve([first, second], "m")
-    assert list(resolved) == [second] and resolved[second].article.title == "Новий заголовок"
+    assert store.articles_by_vid([first]) == {} and store.rows_by_vid([first], "m") == {}
+    resolved = store.articles_by_vid([first, second])
+    assert list(resolved) == [second] and resolved[second].title == "Новий заголовок"
+    assert resolved[second].published_at == art().published_at  # read back without validation, same values
+    assert list(store.rows_by_vid([first, second], "m")) == [second] and store.rows_by_vid([second], "x") == {}
     np.testing.assert_allclose(store.vector_of("x1", "m"), vec(2))
     assert store.vector_of("x1", "other-model") is None
 
@@ -56,16 +58,17 @@ def test_delete_removes_article_and_vector(tmp_path: Path) -> None:
     vid_a = store.max_vid() - 1
     assert store.delete("a") is True and store.delete("a") is False
     assert store.get("a") is None and store.count() == 1
-    assert store.resolve([vid_a], "m") == {}
-    assert [len(v) for v, _ in store.vectors("m")] == [1]
+    assert store.articles_by_vid([vid_a]) == {}
+    assert [len(rows) for rows, _ in store.vector_rows("m")] == [1]
 
 
 def test_vectors_after_vid_and_needing_vectors(tmp_path: Path) -> None:
     store = Store(tmp_path / "db.sqlite")
     store.upsert([(art(f"a{i}"), "h", vec(i)) for i in range(5)], "m")
     store.upsert([(art("plain"), "h", None)], "m")
-    chunks = list(store.vectors("m", after_vid=2, batch=2))
-    assert [list(v) for v, _ in chunks] == [[3, 4], [5]]
+    chunks = list(store.vector_rows("m", after_vid=2, batch=2))
+    assert [[r["vid"] for r in rows] for rows, _ in chunks] == [[3, 4], [5]]
+    assert [r["id"] for r in chunks[0][0]] == ["a2", "a3"]
     assert chunks[0][1].shape == (2, 4) and chunks[0][1].dtype == np.float32
     assert store.ids_needing_vectors("m") == ["plain"]
     assert store.ids_needing_vectors("other") == ["a0", "a1", "a2", "a3", "a4", "plain"]
