@@ -29,6 +29,7 @@ from recsys.thresholds import model_slug
 log = logging.getLogger(__name__)
 
 STORY_PRECISION = 0.95
+RELATED_RECALL = 0.98
 STORY_PRECISIONS = (0.95, 0.9, 0.85, 0.8)  # targets tabulated; lower ones are fallbacks when one is out of reach
 COPY_PERCENT = 1.0
 WEIGHTS = (0.25, 0.5, 1.0, 2.0)
@@ -112,6 +113,20 @@ def story_decisions(t: PairTable, chosen: dict) -> np.ndarray:
                      for d, lx, days in zip(t.dense, t.lexical, t.days)], dtype=bool)
 
 
+def subset(table: PairTable, keep: np.ndarray) -> PairTable:
+    """The rows of a pair table where `keep` is true."""
+    return PairTable(**{f.name: getattr(table, f.name)[keep] for f in dataclasses.fields(table)})
+
+
+def fit_in_window(story: PairTable, window: float, weight: float, dense_threshold: float, target: float) -> cf.Fit:
+    """The fused threshold for dated pairs inside the story window (fit half), with the dense rule ORed."""
+    chosen = story.fit & ~np.isnan(story.days) & (story.days <= window)
+    if not chosen.any():
+        return cf.Fit(cf.NEVER, math.nan, math.nan, reached=False)
+    mixed = cf.blend(story.dense, story.lexical, weight)[chosen]
+    return cf.threshold_at_precision(mixed, story.gold[chosen], target, forced=story.dense[chosen] >= dense_threshold)
+
+
 def windowed(story: PairTable, window: float) -> PairTable:
     """The table with pairs further apart than the story window unable to score as one story."""
     apart = story.days > window  # NaN (undated) is never apart
@@ -164,15 +179,22 @@ def fit_all(sets: Sequence[Encoded], translations: np.ndarray, fit: np.ndarray,
     fusion, weight, fusion_table = choose_fusion([e for e in sets if any(g for _, _, g in e.story)])
     story, related = pair_table(sets, "story"), pair_table(sets, "related")
     window = cf.window_days(story.days[story.fit], story.gold[story.fit])
-    dense_fit, blend_fit, target = fit_story(windowed(story, window), weight, story_precision)
-    related_fit = cf.threshold_best_f1(cf.blend(related.dense, related.lexical, weight)[related.fit],
-                                       related.gold[related.fit])
+    undated = np.isnan(story.days)
+    dense_fit, blend_fit, target = fit_story(subset(story, undated) if undated.any() else story, weight,
+                                             story_precision)
+    in_window = fit_in_window(story, window, weight, dense_fit.threshold, target)
+    # the floor keeps RELATED_RECALL of the labelled related pairs: an item it wrongly drops is lost to the
+    # reader, while one it wrongly keeps still ranks below every truly related item
+    related_fit = cf.threshold_at_recall(cf.blend(related.dense, related.lexical, weight)[related.fit],
+                                         related.gold[related.fit], RELATED_RECALL)
     floor = max([f.threshold for f in (dense_fit, blend_fit) if f.reached], default=cf.NEVER)
     chosen = {"copy_dense_threshold": _round(fit_copy(translations, fit, floor)),
               "story_threshold": _round(blend_fit.threshold), "story_dense_threshold": _round(dense_fit.threshold),
               "story_window_days": window if math.isfinite(window) else "inf",
+              "story_threshold_in_window": _round(in_window.threshold) if in_window.reached else None,
               "related_floor": _round(related_fit.threshold), "lexical_weight": weight, "fusion": fusion}
     fits = {"story_dense_threshold": dense_fit.__dict__, "story_threshold": blend_fit.__dict__,
+            "story_threshold_in_window": in_window.__dict__,
             "related_floor": related_fit.__dict__}
     details = {"story_precision_target": target, "story_tradeoff": story_tradeoff(windowed(story, window), weight),
                "fits": fits,

@@ -111,6 +111,16 @@ def threshold_best_f1(scores: Sequence[float], gold: Sequence[bool]) -> Fit:
     return Fit(_between(cand[i], below[i]), tp[i] / (tp[i] + fp[i]), tp[i] / g.sum())
 
 
+def threshold_at_recall(scores: Sequence[float], gold: Sequence[bool], min_recall: float) -> Fit:
+    """The highest threshold whose `score >= threshold` still finds `min_recall` of the positives."""
+    s, g = np.asarray(scores, float), np.asarray(gold, bool)
+    cand, below, tp, fp = _sweep(s, g, np.zeros(len(s), bool))
+    if len(cand) == 0 or not g.any():
+        return Fit(NEVER, math.nan, math.nan, reached=False)
+    i = int(np.argmax(tp / g.sum() >= min_recall - 1e-12))  # the sweep lowers the threshold step by step
+    return Fit(_between(cand[i], below[i]), tp[i] / (tp[i] + fp[i]), tp[i] / g.sum())
+
+
 def low_percentile(scores: Sequence[float], percent: float) -> float:
     """The `percent`-th percentile (linear interpolation); NaN for no scores."""
     arr = np.asarray(scores, float)
@@ -127,8 +137,10 @@ def decide(dense: float, lexical: float, knobs: dict, same_identity: bool = Fals
         return COPY
     if days_apart > float(knobs.get("story_window_days", math.inf)):
         return DIFFERENT
-    if blend(dense, lexical, knobs["lexical_weight"]) >= knobs["story_threshold"] \
-            or dense >= knobs["story_dense_threshold"]:
+    threshold = knobs["story_threshold"]
+    if not math.isnan(days_apart) and knobs.get("story_threshold_in_window") is not None:
+        threshold = knobs["story_threshold_in_window"]
+    if blend(dense, lexical, knobs["lexical_weight"]) >= threshold or dense >= knobs["story_dense_threshold"]:
         return SAME_STORY
     return DIFFERENT
 

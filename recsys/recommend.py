@@ -54,6 +54,8 @@ class Ranking:
     story_threshold: float = 0.45  # fused pair score at which two items are one story
     story_dense_threshold: float = 2.0  # dense cosine at which two items are one story in any language (2 = off)
     story_window_days: float = float("inf")  # one story is told within this many days (undated items: no limit)
+    story_threshold_in_window: float | None = None  # fused pair score for two dated items inside the window
+    # (closeness in time is itself evidence of one story); None: story_threshold
     related_floor: float = 0.0  # fused score to the query below which an item is not related
     lexical_weight: float = 0.5
     fusion: str = "blend"
@@ -170,8 +172,11 @@ def relations(col: dict[str, np.ndarray], pair_dense: np.ndarray, pair_lexical: 
     links = shared(url, original) | shared(original, original) | shared(url, url)
     copy = links | links.T | shared(col["title"], col["title"]) | (pair_dense >= knobs.copy_dense_threshold)
     fused = blend(pair_dense, pair_lexical, knobs.lexical_weight)
-    apart = np.abs(col["ts"][:, None] - col["ts"][None, :]) > knobs.story_window_days * DAY  # NaN: not apart
-    close = (fused >= knobs.story_threshold) | (pair_dense >= knobs.story_dense_threshold)
+    days = np.abs(col["ts"][:, None] - col["ts"][None, :]) / DAY  # NaN when either is undated
+    apart, dated = days > knobs.story_window_days, ~np.isnan(days)
+    in_window = knobs.story_threshold if knobs.story_threshold_in_window is None else knobs.story_threshold_in_window
+    threshold = np.where(dated, in_window, knobs.story_threshold)
+    close = (fused >= threshold) | (pair_dense >= knobs.story_dense_threshold)
     return copy, copy | (close & ~apart)
 
 

@@ -56,6 +56,9 @@ class Settings(BaseSettings):
     story_window_days: float | None = Field(
         default=None, gt=0.0, description="days within which two dated items can be one story; unset = the model's "
         "calibration (none: no limit)")
+    story_threshold_in_window: float | None = Field(
+        default=None, ge=0.0, le=2.0, description="fused pair score at which two dated items within the story window "
+        "are one story; unset = the model's calibration (else story_threshold)")
     related_floor: float | None = Field(
         default=None, ge=-1.0, le=2.0, description="fused score to the article below which an item is not related; "
         "unset = the model's calibration")

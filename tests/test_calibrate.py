@@ -64,6 +64,14 @@ def test_best_f1_percentile_and_first_hit() -> None:
     assert cf.first_hit_rr([0.1, 0.9], [False, False]) == 0.0
 
 
+def test_floor_at_recall_is_the_highest_threshold_keeping_that_share() -> None:
+    scores, gold = [0.9, 0.8, 0.7, 0.6, 0.5], [True, True, False, True, False]
+    fit = cf.threshold_at_recall(scores, gold, 2 / 3)  # two of three positives: 0.9 and 0.8 suffice
+    assert 0.7 < fit.threshold <= 0.8 and fit.recall == pytest.approx(2 / 3) and fit.precision == 1.0
+    fit = cf.threshold_at_recall(scores, gold, 0.98)  # all three: down to 0.6, one negative on the way
+    assert 0.5 < fit.threshold <= 0.6 and fit.precision == pytest.approx(0.75)
+
+
 def test_story_window_is_the_longest_labelled_span_rounded_up() -> None:
     days = np.array([0.5, 2.1, np.nan, 9.0])
     assert cf.window_days(days, np.array([True, True, True, False])) == 3.0  # undated and different-story spans ignored
@@ -81,7 +89,7 @@ def test_fit_half_is_symmetric_stable_and_about_half() -> None:
 @pytest.mark.parametrize("days", [None, 1.0, 5.0])
 def test_decide_is_the_engine_rule(dense: float, lexical: float, days: float | None) -> None:
     knobs = {"copy_dense_threshold": 0.9, "story_threshold": 0.5, "story_dense_threshold": 0.7, "lexical_weight": 0.5,
-             "story_window_days": 3.0}
+             "story_window_days": 3.0, "story_threshold_in_window": 0.4}
     ts = np.array([0.0, np.nan if days is None else days * 86_400])
     col = {"url": np.array([1, 2]), "original": np.array([0, 0]), "title": np.array([3, 4]), "ts": ts}
     pair_dense, pair_lexical = np.array([[1.0, dense], [dense, 1.0]]), np.array([[1.0, lexical], [lexical, 1.0]])

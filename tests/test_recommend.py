@@ -125,6 +125,10 @@ def test_one_story_is_told_within_its_time_window() -> None:
     # 10 and 8 days old: 2 days apart, one story; 1 day old: a follow-up a week later, another story;
     # the undated item cannot be placed in time, so the scores decide alone
     assert story[0, 1] and not story[0, 2] and not story[1, 2] and story[0, 3] and story[2, 3]
+    # inside the window a lower score suffices (closeness in time is evidence too); undated pairs keep the stricter one
+    knobs = Ranking(story_threshold=0.85, story_threshold_in_window=0.75, story_window_days=3.0, lexical_weight=0.0)
+    _, story = relations(pool.col, dense, np.eye(4), knobs)
+    assert story[0, 1] and not story[0, 2] and not story[0, 3]
 
 
 def test_collapse_compares_with_the_leader_only_and_stops_when_the_block_is_full() -> None:

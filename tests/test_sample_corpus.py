@@ -78,5 +78,5 @@ def test_demo_page_shows_headline_and_outlet(demo) -> None:  # noqa: ANN001
     fragment = client.get(f"/v1/related/{newest.id}/fragment").text  # the block the widget draws, server-side
     assert "Читайте також" in fragment and fragment.count('<span class="recsys__outlet">– ') >= 5
     health = client.get("/healthz").json()
-    assert health["model"] == "builtin:static-multilingual" and health["articles"] == len(articles)
+    assert health["model"] == "builtin:multilingual-e5-small" and health["articles"] == len(articles)
     assert health["index"]["count"] == len(articles) and health["dimension"] == 384
