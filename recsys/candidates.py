@@ -60,20 +60,24 @@ def pool(snap: Snapshot, rows: np.ndarray, dense: np.ndarray, vectors: QueryVect
 
 
 class NewestOrder:
-    """Catalog rows newest first (undated last), sorted again only when rows were added."""
+    """Catalog rows newest first (undated last), overall and per language; sorted again only when
+    rows were added (a fill then scans one language's rows, not the whole catalog)."""
 
     def __init__(self) -> None:
-        self._order = np.zeros(0, dtype=np.int64)
+        self._orders: dict[int | None, np.ndarray] = {}
         self._n = 0
         self._lock = threading.Lock()
 
-    def of(self, snap: Snapshot) -> np.ndarray:
+    def of(self, snap: Snapshot, lang: int | None = None) -> np.ndarray:
         with self._lock:
             if self._n != snap.n:
                 ts = snap.col["ts"][: snap.n]
-                self._order = np.lexsort((np.arange(snap.n), np.isnan(ts), -np.nan_to_num(ts, nan=0.0)))
+                self._orders = {None: np.lexsort((np.arange(snap.n), np.isnan(ts), -np.nan_to_num(ts, nan=0.0)))}
                 self._n = snap.n
-            return self._order
+            if lang not in self._orders:
+                everything = self._orders[None]
+                self._orders[lang] = everything[snap.col["lang"][everything] == lang]
+            return self._orders[lang]
 
 
 def fill_rows(snap: Snapshot, order: np.ndarray, query: Query, filters: Filters, taken: np.ndarray,
@@ -126,7 +130,7 @@ def distinct_stories(snap: Snapshot, shown: list[int], picked: list[int], need: 
     return [int(rows[i]) for i in kept[len(shown):]]
 
 
-def fill(catalog: Catalog, snap: Snapshot, order: np.ndarray, query: Query, filters: Filters, taken: np.ndarray,
+def fill(catalog: Catalog, snap: Snapshot, newest: NewestOrder, query: Query, filters: Filters, taken: np.ndarray,
          need: int, shown: list[int], knobs: Ranking) -> tuple[list[int], list[str]]:
     """Newest items for the empty slots, none of a story already in the block: the article's own
     section, then the site, then the caller's filters relaxed one at a time (named in `relaxed`)."""
@@ -147,6 +151,8 @@ def fill(catalog: Catalog, snap: Snapshot, order: np.ndarray, query: Query, filt
         if name is not None:
             relaxed.append(name)
         chosen = np.concatenate([np.array(out, dtype=np.int64), taken])
+        langs = lang_codes(query, step_filters.lang_policy)
+        order = newest.of(snap, langs[0] if langs else None)
         picked = fill_rows(snap, order, query, step_filters, chosen, 3 * (need - len(out)), step_section,
                            step_filters.lang_policy)
         out += distinct_stories(snap, shown + out, picked, need - len(out), knobs)

@@ -235,7 +235,7 @@ class Engine:
         rows, scores, relaxed = list(ranked.rows), list(ranked.scores), []
         if filters.fill and len(rows) < filters.limit:
             taken = np.array(rows + excluded.tolist(), dtype=np.int64)
-            extra, relaxed = cand.fill(self.live.catalog, snap, self._newest.of(snap), query, filters, taken,
+            extra, relaxed = cand.fill(self.live.catalog, snap, self._newest, query, filters, taken,
                                        filters.limit - len(rows), rows, self.knobs)
             rows += extra
             scores += cand.relevance_of(snap, extra, vectors, self.knobs)

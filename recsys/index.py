@@ -144,7 +144,9 @@ class LiveIndex:
 
 
 def build_lang_indexes(catalog: Catalog, params: IndexParams) -> dict[int, LangIndex]:
-    """One index per language over the catalog's rows."""
+    """One index per language over the catalog's rows; HNSW from a fifth of the main threshold on,
+    since a language is searched on every request of its readers."""
+    params = IndexParams(max(1, params.hnsw_threshold // 5), params.hnsw_m, params.ef_search)
     snap = catalog.snapshot()
     langs = snap.col["lang"][: snap.n]
     out = {}
