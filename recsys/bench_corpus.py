@@ -50,7 +50,7 @@ class Corpus:
 def source_files(dataset: Path | None) -> list[Path]:
     """articles.jsonl(.gz) of each set under `dataset`; the bundled sample corpus when None."""
     if dataset is None:
-        from recsys.cli import sample_corpus
+        from recsys.ingest import sample_corpus
 
         return [sample_corpus()]
     from recsys.evaluate import find_datasets

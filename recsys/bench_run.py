@@ -28,7 +28,7 @@ class BenchOptions:
 
 
 def _texts(dataset: Path | None, limit: int | None) -> list[str]:
-    from recsys.cli import sample_corpus
+    from recsys.ingest import sample_corpus
     from recsys.evaluate import find_datasets, load_dataset
 
     if dataset is None:

@@ -150,10 +150,21 @@ def fill(catalog: Catalog, snap: Snapshot, newest: NewestOrder, query: Query, fi
             break
         if name is not None:
             relaxed.append(name)
-        chosen = np.concatenate([np.array(out, dtype=np.int64), taken])
         langs = lang_codes(query, step_filters.lang_policy)
         order = newest.of(snap, langs[0] if langs else None)
-        picked = fill_rows(snap, order, query, step_filters, chosen, 3 * (need - len(out)), step_section,
-                           step_filters.lang_policy)
-        out += distinct_stories(snap, shown + out, picked, need - len(out), knobs)
+        out += _fill_step(snap, order, query, step_filters, step_section, taken, shown, out, need, knobs)
     return out, relaxed
+
+
+def _fill_step(snap: Snapshot, order: np.ndarray, query: Query, filters: Filters, section: int | None,
+               taken: np.ndarray, shown: list[int], out: list[int], need: int, knobs: Ranking) -> list[int]:
+    """Newest rows for one relaxation step, of stories not yet in the block; looks further while
+    the newest ones keep repeating a story (up to 256 rows)."""
+    want = 3 * (need - len(out))
+    while True:
+        chosen = np.concatenate([np.array(out, dtype=np.int64), taken])
+        picked = fill_rows(snap, order, query, filters, chosen, want, section, filters.lang_policy)
+        kept = distinct_stories(snap, shown + out, picked, need - len(out), knobs)
+        if len(kept) >= need - len(out) or len(picked) < want or want >= 256:
+            return kept
+        want *= 4

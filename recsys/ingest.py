@@ -14,6 +14,7 @@ import json
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -116,6 +117,11 @@ def _rows(path: Path) -> Iterator[tuple[int, Any]]:
                         yield number, InvalidInput(f"not valid JSON: {exc.msg}")
         else:
             raise InvalidInput(f"{path}: unknown format; use .jsonl, .ndjson or .csv (optionally .gz)")
+
+
+def sample_corpus() -> Path:
+    """The bundled sample corpus (invented news items in uk, en and ru)."""
+    return Path(str(resources.files("recsys") / "data" / "sample_articles.jsonl"))
 
 
 def read_articles(path: Path) -> tuple[list[Article], list[RowError]]:
