@@ -83,8 +83,7 @@ def _upsert(engine: Engine, cache: ResponseCache, materializer: Materializer, ro
     # are the blocks of its own nearest neighbours.
     stale = changed | engine.neighbours(moved, engine.settings.invalidate_neighbours)
     cache.invalidate(stale)
-    if engine.settings.materialize:
-        materializer.enqueue(sorted(stale))
+    materializer.enqueue(sorted(stale))
     body = {"stored": len(good), "errors": errors, **(result.__dict__ if result else {})}
     if not good:
         body["detail"] = f"no valid article among {len(rows)}: {errors[0]['reason']}"

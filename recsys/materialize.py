@@ -8,6 +8,7 @@ once per key (the cache's single-flight).
 
 from __future__ import annotations
 
+import gc
 import logging
 import queue
 import threading
@@ -35,10 +36,13 @@ class Materializer:
         alive = snap.col["alive"][: snap.n]
         ts = np.nan_to_num(snap.col["ts"][: snap.n], nan=-np.inf)
         rows = [r for r in np.argsort(-ts, kind="stable") if alive[r]][: self.answers.cache.max_entries]
-        self.enqueue(snap.ids[r] for r in rows)
         self._thread.start()
+        self.enqueue(snap.ids[r] for r in rows)
 
     def enqueue(self, article_ids: Iterable[str]) -> None:
+        """Queue blocks to compute; a no-op unless started (RECSYS_MATERIALIZE)."""
+        if not self._thread.is_alive():
+            return
         for article_id in article_ids:
             self._queue.put(article_id)
 
@@ -56,3 +60,8 @@ class Materializer:
                 self.done += 1
             except Exception:  # one bad block must not stop the rest; the request path reports it
                 log.exception("could not materialise the block of %r", article_id)
+            if self._queue.empty():
+                # 100k cached answers make a full collection cost ~300 ms, a pause every request in
+                # flight waits for (the p99 tail). Long-lived answers need no cycle collection: freezing
+                # takes them out of it; they are still freed by reference counting when dropped.
+                gc.freeze()
