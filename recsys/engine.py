@@ -40,6 +40,18 @@ class UpsertResult:
 
 
 @dataclass(frozen=True)
+class Block:
+    """A block in catalog rows, before its items are read from the store."""
+
+    rows: list[int]
+    scores: list[float]
+    reasons: list[str]
+    collapsed: dict[int, tuple[int, ...]]
+    relaxed: list[str]
+    candidates_seen: int
+
+
+@dataclass(frozen=True)
 class Related:
     """A block plus how it was produced: why each item is there, and what collapsed into it."""
 
@@ -203,21 +215,21 @@ class Engine:
     def _related(self, vectors: cand.QueryVectors, query: Query, filters: Filters) -> Related:
         """Rank, fill if asked, and read the final items; items found stale meanwhile are dropped and redone."""
         for _ in range(3):
-            rows, scores, reasons, collapsed, relaxed, seen = self._block(vectors, query, filters)
+            block = self._block(vectors, query, filters)
             vids = self.live.catalog.snapshot().col["vid"]
-            found = self.store.articles_by_vid([int(vids[r]) for r in rows])
-            missing = [r for r in rows if int(vids[r]) not in found]
+            found = self.store.articles_by_vid([int(vids[r]) for r in block.rows])
+            missing = [r for r in block.rows if int(vids[r]) not in found]
             if not missing:
                 break
             for r in missing:  # deleted or edited by another process since this catalog saw it
                 self.live.catalog.kill(self.live.catalog.snapshot().ids[r])
         ids = self.live.catalog.snapshot().ids
-        items = [(found[int(vids[r])], s) for r, s in zip(rows, scores) if int(vids[r]) in found]
-        kept = [reason for r, reason in zip(rows, reasons) if int(vids[r]) in found]
-        merged = {ids[r]: tuple(ids[m] for m in ms) for r, ms in collapsed.items()}
-        return Related(items, relaxed, seen, kept, merged)
+        shown = [(r, s, why) for r, s, why in zip(block.rows, block.scores, block.reasons) if int(vids[r]) in found]
+        merged = {ids[r]: tuple(ids[m] for m in ms) for r, ms in block.collapsed.items()}
+        return Related([(found[int(vids[r])], s) for r, s, _ in shown], block.relaxed, block.candidates_seen,
+                       [why for _, _, why in shown], merged)
 
-    def _block(self, vectors: cand.QueryVectors, query: Query, filters: Filters) -> tuple:
+    def _block(self, vectors: cand.QueryVectors, query: Query, filters: Filters) -> Block:
         snap = self.live.catalog.snapshot()
         excluded = np.array([r for r in map(self.live.catalog.row_of_id.get, filters.exclude) if r is not None])
         section = None if filters.section is None else self.live.catalog.code_of("section", filters.section)
@@ -240,7 +252,7 @@ class Engine:
             rows += extra
             scores += cand.relevance_of(snap, extra, vectors, self.knobs)
             reasons += ["fill"] * len(extra)
-        return rows, scores, reasons, ranked.collapsed, relaxed, len(pool.rows)
+        return Block(rows, scores, reasons, ranked.collapsed, relaxed, len(pool.rows))
 
     def _more_above_floor(self, pool: Pool) -> bool:
         """Whether the deepest candidate still clears the floor: only then can a deeper search add items."""
