@@ -17,8 +17,8 @@ from pydantic import ValidationError
 
 from recsys.bench_cli import add_bench
 from recsys.cli_models import add_model_commands
+from recsys.errors import RecsysError
 from recsys.ingest import sample_corpus
-from recsys.errors import InvalidInput, RecsysError
 from recsys.settings import Settings
 
 log = logging.getLogger("recsys")

@@ -21,13 +21,13 @@ import threadpoolctl
 from recsys import candidates as cand
 from recsys import index as idx
 from recsys import lexical
-from recsys.thresholds import ranking_from
 from recsys.catalog import Catalog, Meta, key_of
 from recsys.embed import Embedder, content_hash, load_embedder
 from recsys.errors import InvalidInput, NotFound
 from recsys.recommend import Filters, Pool, Query, blend, eligible, rank
 from recsys.settings import Settings
 from recsys.store import Article, Store
+from recsys.thresholds import ranking_from
 
 log = logging.getLogger(__name__)
 

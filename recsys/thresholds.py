@@ -12,8 +12,8 @@ import json
 import re
 from pathlib import Path
 
-from recsys.recommend import FUSIONS, Ranking
 from recsys.errors import ConfigError
+from recsys.recommend import FUSIONS, Ranking
 from recsys.settings import Settings
 
 CALIBRATED = ("copy_dense_threshold", "story_threshold", "story_dense_threshold", "story_window_days",
