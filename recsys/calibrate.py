@@ -56,7 +56,8 @@ def story_mrr(enc: Encoded, grams: tuple[np.ndarray, np.ndarray], fusion: str, w
 
 
 def choose_fusion(story_sets: Sequence[Encoded]) -> tuple[str, float, dict]:
-    """The (fusion, weight) with the best story-MRR on the fit half, macro-averaged over sets."""
+    """The (fusion, weight) with the best MRR of the first same-story (else related) partner on the
+    fit half, macro-averaged over sets."""
     grams = [(e.vectors @ e.vectors.T, (e.lexical @ e.lexical.T).toarray()) for e in story_sets]
     table: dict[str, dict] = {}
     for fusion, weight in CANDIDATES:
@@ -176,7 +177,9 @@ def translation_cosines(embedder, data: Path) -> tuple[np.ndarray, np.ndarray]: 
 def fit_all(sets: Sequence[Encoded], translations: np.ndarray, fit: np.ndarray,
             story_precision: float = STORY_PRECISION) -> tuple[dict, dict]:
     """(the thresholds, the fitting details) from encoded sets and translation cosines."""
-    fusion, weight, fusion_table = choose_fusion([e for e in sets if any(g for _, _, g in e.story)])
+    # every labelled set votes: the story sets with their same-story partners, the others (paraphrases,
+    # STS, graded news pairs) with their related partners, so the fusion also serves "closely related"
+    fusion, weight, fusion_table = choose_fusion([e for e in sets if any(g for _, _, g in e.story + e.related)])
     story, related = pair_table(sets, "story"), pair_table(sets, "related")
     window = cf.window_days(story.days[story.fit], story.gold[story.fit])
     undated = np.isnan(story.days)

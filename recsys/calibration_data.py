@@ -208,10 +208,12 @@ def pair_table(sets: Sequence[Encoded], which: str) -> PairTable:
 
 
 def story_partners(enc: Encoded) -> dict[int, list[int]]:
-    """Row -> rows of the same story, for the story-MRR of a ranking over the whole set."""
+    """Row -> rows of the same story (or, for sets without story labels, of labelled related
+    articles), for the MRR of a ranking over the whole set."""
     pos = {ident: i for i, ident in enumerate(enc.ids)}
     partners: dict[int, list[int]] = {}
-    for a, b, same in enc.story:
+    labels = enc.story if any(same for _, _, same in enc.story) else enc.related
+    for a, b, same in labels:
         if same:
             partners.setdefault(pos[a], []).append(pos[b])
             partners.setdefault(pos[b], []).append(pos[a])
