@@ -48,9 +48,9 @@ class RelatedResponse(BaseModel):
 
 
 def make_filters(settings: Settings, limit: int | None, lang_policy: str, max_age_days: float | None,
-                 section: str | None, exclude: list[str], fill: bool | None = None) -> Filters:
+                 section: str | None, exclude: list[str] | None, fill: bool | None = None) -> Filters:
     """Filters from request parameters: the limit capped, `exclude` split on commas and bounded."""
-    ids = frozenset(part.strip() for value in exclude for part in value.split(",") if part.strip())
+    ids = frozenset(part.strip() for value in exclude or () for part in value.split(",") if part.strip())
     if len(ids) > settings.max_exclude:
         raise InvalidInput(f"{len(ids)} ids in exclude; at most {settings.max_exclude}")
     capped = min(settings.default_limit if limit is None else limit, settings.max_limit)

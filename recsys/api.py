@@ -134,7 +134,8 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
 def _related_routes(app: FastAPI, settings: Settings, answers: Answers, guard: Guard) -> None:
     engine, read = answers.engine, [Depends(guard.read)]
     limit_q = Query(None, ge=1, description=f"items wanted (capped at {settings.max_limit})")
-    exclude_q = Query(default_factory=list, description="ids to leave out (repeat or comma-separate)")
+    # None, not default_factory=list: pydantic inspects a builtin factory's signature on every request
+    exclude_q = Query(None, description="ids to leave out (repeat or comma-separate)")
     url_q = Query(..., min_length=1, description="canonical URL of a stored article")
     lang_q = Query(None, pattern=r"^[a-z]{2}$", description="page language (heading, dates)")
     fill_q = Query(None, description="fill a short block with the newest items (reason=fill); "
@@ -144,7 +145,7 @@ def _related_routes(app: FastAPI, settings: Settings, answers: Answers, guard: G
     @app.get("/v1/related/{article_id}", responses={200: answer}, dependencies=read, tags=["related"])
     async def related_by_id(request: Request, article_id: str, limit: int | None = limit_q,
                             lang_policy: LangPolicy = "same", max_age_days: float | None = Query(None, gt=0),
-                            section: str | None = None, exclude: list[str] = exclude_q,
+                            section: str | None = None, exclude: list[str] | None = exclude_q,
                             fill: bool | None = fill_q) -> Response:
         filters = make_filters(settings, limit, lang_policy, max_age_days, section, exclude, fill)
         key = ("json", "id", article_id, params_key(filters))
@@ -153,7 +154,7 @@ def _related_routes(app: FastAPI, settings: Settings, answers: Answers, guard: G
     @app.get("/v1/related", responses={200: answer}, dependencies=read, tags=["related"])
     async def related_by_url(request: Request, url: str = url_q, limit: int | None = limit_q,
                              lang_policy: LangPolicy = "same", max_age_days: float | None = Query(None, gt=0),
-                             section: str | None = None, exclude: list[str] = exclude_q,
+                             section: str | None = None, exclude: list[str] | None = exclude_q,
                              fill: bool | None = fill_q) -> Response:
         filters = make_filters(settings, limit, lang_policy, max_age_days, section, exclude, fill)
         key = ("json", "url", url, params_key(filters))
@@ -162,7 +163,7 @@ def _related_routes(app: FastAPI, settings: Settings, answers: Answers, guard: G
     @app.get("/v1/related/{article_id}/fragment", response_class=HTMLResponse, dependencies=read, tags=["related"])
     async def related_fragment(request: Request, article_id: str, limit: int | None = limit_q,
                                lang_policy: LangPolicy = "same", max_age_days: float | None = Query(None, gt=0),
-                               section: str | None = None, exclude: list[str] = exclude_q,
+                               section: str | None = None, exclude: list[str] | None = exclude_q,
                                lang: str | None = lang_q, thumbnails: bool = False,
                                fill: bool | None = fill_q) -> Response:
         """The block as server-rendered HTML, for pages without JavaScript."""
@@ -174,7 +175,7 @@ def _related_routes(app: FastAPI, settings: Settings, answers: Answers, guard: G
     @app.get("/v1/fragment", response_class=HTMLResponse, dependencies=read, tags=["related"])
     async def related_fragment_by_url(request: Request, url: str = url_q, limit: int | None = limit_q,
                                       lang_policy: LangPolicy = "same", max_age_days: float | None = Query(None, gt=0),
-                                      section: str | None = None, exclude: list[str] = exclude_q,
+                                      section: str | None = None, exclude: list[str] | None = exclude_q,
                                       lang: str | None = lang_q, thumbnails: bool = False,
                                       fill: bool | None = fill_q) -> Response:
         """The block as server-rendered HTML, for the article with this canonical URL."""
