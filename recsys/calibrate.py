@@ -128,13 +128,6 @@ def fit_in_window(story: PairTable, window: float, weight: float, dense_threshol
     return cf.threshold_at_precision(mixed, story.gold[chosen], target, forced=story.dense[chosen] >= dense_threshold)
 
 
-def windowed(story: PairTable, window: float) -> PairTable:
-    """The table with pairs further apart than the story window unable to score as one story."""
-    apart = story.days > window  # NaN (undated) is never apart
-    low = np.where(apart, -np.inf, 0.0)
-    return dataclasses.replace(story, dense=story.dense + low, lexical=story.lexical + low)
-
-
 def _pr(predicted: np.ndarray, gold: np.ndarray) -> dict:
     p, r = cf.precision_recall(predicted, gold)
     return {"precision": _round(p), "recall": _round(r), "pairs": int(len(gold)), "positives": int(gold.sum())}
@@ -183,8 +176,8 @@ def fit_all(sets: Sequence[Encoded], translations: np.ndarray, fit: np.ndarray,
     story, related = pair_table(sets, "story"), pair_table(sets, "related")
     window = cf.window_days(story.days[story.fit], story.gold[story.fit])
     undated = np.isnan(story.days)
-    dense_fit, blend_fit, target = fit_story(subset(story, undated) if undated.any() else story, weight,
-                                             story_precision)
+    outside_window = subset(story, undated) if undated.any() else story  # the pairs story_threshold decides
+    dense_fit, blend_fit, target = fit_story(outside_window, weight, story_precision)
     in_window = fit_in_window(story, window, weight, dense_fit.threshold, target)
     # the floor keeps RELATED_RECALL of the labelled related pairs: an item it wrongly drops is lost to the
     # reader, while one it wrongly keeps still ranks below every truly related item
@@ -199,7 +192,7 @@ def fit_all(sets: Sequence[Encoded], translations: np.ndarray, fit: np.ndarray,
     fits = {"story_dense_threshold": dense_fit.__dict__, "story_threshold": blend_fit.__dict__,
             "story_threshold_in_window": in_window.__dict__,
             "related_floor": related_fit.__dict__}
-    details = {"story_precision_target": target, "story_tradeoff": story_tradeoff(windowed(story, window), weight),
+    details = {"story_precision_target": target, "story_tradeoff": story_tradeoff(outside_window, weight),
                "fits": fits,
                "fusion_story_mrr": fusion_table,
                "measured_on_heldout": measure(story, related, translations, fit, chosen)}

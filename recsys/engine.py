@@ -12,7 +12,6 @@ import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from types import SimpleNamespace
 
 import faiss
 import numpy as np
@@ -21,7 +20,7 @@ import threadpoolctl
 from recsys import candidates as cand
 from recsys import index as idx
 from recsys import lexical
-from recsys.catalog import Catalog, Meta, key_of
+from recsys.catalog import Catalog, Meta, key_of, metas_from_rows
 from recsys.embed import Embedder, content_hash, load_embedder
 from recsys.errors import InvalidInput, NotFound
 from recsys.recommend import Filters, Pool, Query, blend, eligible, rank
@@ -116,15 +115,7 @@ class Engine:
         return added
 
     def _metas(self, rows: Sequence) -> tuple[list[Meta], list[str]]:  # noqa: ANN401 - sqlite rows
-        metas, texts = [], []
-        for r in rows:
-            # trusted rows: a plain namespace, not a model (pydantic's construct costs 300 µs a row)
-            text = self.embedder.text_of(SimpleNamespace(  # type: ignore[arg-type]
-                title=r["title"], text=r["text"], section=r["section"], source=r["source"]))
-            texts.append(text[: self.settings.lexical_max_chars])
-            metas.append(Meta(r["vid"], r["id"], r["lang"], r["published_ts"], r["section"], r["url"],
-                              r["original_url"], r["title"], key_of(r["content_hash"])))
-        return metas, texts
+        return metas_from_rows(rows, self.embedder.text_of, self.settings.lexical_max_chars)
 
     def build(self, progress: bool = False) -> idx.LiveIndex:
         """Embed what lacks a vector for this model, write a fresh compact build, switch to it."""
