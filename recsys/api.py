@@ -25,6 +25,7 @@ from recsys.cache import ResponseCache, etag_matches
 from recsys.engine import Engine, open_engine
 from recsys.errors import InvalidInput, RecsysError
 from recsys.events import EventStore, ctr_by_position, parse_events
+from recsys.hot_path import HotPath, error_response
 from recsys.ingest import batch_rows, parse_article
 from recsys.materialize import Materializer
 from recsys.monitoring import MetricsMiddleware, Monitoring
@@ -90,7 +91,8 @@ def _upsert(engine: Engine, cache: ResponseCache, materializer: Materializer, ro
     return JSONResponse(body, status_code=200 if good else 422)
 
 
-def _add_middleware(app: FastAPI, settings: Settings, monitoring: Monitoring) -> None:
+def _add_middleware(app: FastAPI, settings: Settings, monitoring: Monitoring, answers: Answers, guard: Guard) -> None:
+    app.add_middleware(HotPath, answers=answers, guard=guard, route=lambda: _route(app, "/v1/related/{article_id}"))
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes, max_url_bytes=settings.max_url_bytes,
                        per_path={"/v1/events": settings.max_event_body_bytes})
     origins = split_csv(settings.cors_origins)
@@ -99,6 +101,10 @@ def _add_middleware(app: FastAPI, settings: Settings, monitoring: Monitoring) ->
         app.add_middleware(CORSMiddleware, allow_origins=origins, allow_methods=["GET", "POST"],
                            allow_headers=["Content-Type"], expose_headers=["ETag", "Retry-After"], max_age=600)
     app.add_middleware(MetricsMiddleware, monitoring=monitoring, root=lambda: app)
+
+
+def _route(app: FastAPI, path: str) -> object:
+    return next(route for route in app.router.routes if getattr(route, "path", None) == path)
 
 
 def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
@@ -112,15 +118,15 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
     monitoring = Monitoring(engine, cache, guard)
     app.state.engine, app.state.cache, app.state.guard, app.state.monitoring = engine, cache, guard, monitoring
     app.state.events = EventStore(engine.store.path)
-    _add_middleware(app, settings, monitoring)
+    answers = Answers(engine, cache, settings)
+    _add_middleware(app, settings, monitoring, answers, guard)
     if not split_csv(settings.api_keys):
         log.warning("RECSYS_API_KEYS is unset: writes over HTTP (POST/DELETE /v1/articles) are refused")
 
     @app.exception_handler(RecsysError)
     async def _recsys_error(_: Request, exc: RecsysError) -> JSONResponse:
-        return JSONResponse({"detail": exc.message}, status_code=exc.http_status, headers=exc.headers())
+        return error_response(exc)
 
-    answers = Answers(engine, cache, settings)
     app.state.materializer = materializer = Materializer(answers)
     if settings.materialize and settings.cache_max_entries > 0:
         materializer.start()

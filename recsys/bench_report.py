@@ -18,7 +18,9 @@ METHOD = """\
   purpose).
 - **Modes.** *cold*: `RECSYS_CACHE_MAX_ENTRIES=0`, every request is ranked. *shipped*: default
   settings, measured once the server has materialised the default block of every article (its
-  `/healthz` reports nothing pending; the time it took is `materialize_s`).
+  `/healthz` reports nothing pending; the time it took is `materialize_s`). A cached default
+  block is answered by recsys's hot path below FastAPI's routing and validation, which the bare
+  endpoints pass through: that is why shipped recsys can outrun them.
 - **Load.** wrk (an external C program, not Python) runs as a separate process. Its Lua script
   picks a random stored id per request from a list file and counts response statuses per thread
   (printed by its `done` hook). Runs at each connection level use `-t min(2, connections)`,

@@ -98,6 +98,11 @@ class ResponseCache:
             self.hits += count
             return entry
 
+    def count_hit(self) -> None:
+        """Count a hit found by a look that was not counted (the hot path's: its misses are routed on)."""
+        with self._lock:
+            self.hits += 1
+
     def get_or_compute(self, key: Hashable, build_id: str, compute: Callable[[str], Entry]) -> Entry:
         """The cached entry, else computed once however many threads ask at the same time.
         (Not counted as a hit or miss: callers count their own first look.)"""

@@ -15,7 +15,7 @@ from scipy import sparse
 from recsys import lexical
 from recsys.catalog import Catalog, Snapshot
 from recsys.index import LiveIndex
-from recsys.recommend import DAY, RELAX_ORDER, Filters, Pool, Query, Ranking, blend, relations, same_text
+from recsys.recommend import DAY, RELAX_ORDER, Filters, LexicalAt, Pool, Query, Ranking, blend, relations, same_text
 
 POOL_COLUMNS = ("alive", "lang", "ts", "section", "url", "original", "title", "text")
 
@@ -25,7 +25,7 @@ class QueryVectors:
     """The query's dense vector and normalised lexical row."""
 
     dense: np.ndarray
-    lexical: sparse.csr_matrix
+    lexical: sparse.csr_matrix | lexical.Rows
 
 
 def lang_codes(query: Query, policy: str) -> tuple[int, ...] | None:
@@ -49,11 +49,11 @@ def pool(snap: Snapshot, rows: np.ndarray, dense: np.ndarray, vectors: QueryVect
     """Candidate arrays: lexical score to the query now, pairwise similarities when ranking asks."""
     known = rows < snap.n  # the index may already hold rows added after this snapshot
     rows, dense = rows[known], dense[known]
-    lex_rows = snap.lexical.take(rows) if len(rows) else sparse.csr_matrix((0, lexical.N_FEATURES), dtype=np.float32)
+    lex_rows = snap.lexical.take(rows)
 
-    def pairs(positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def pairs(positions: np.ndarray) -> tuple[np.ndarray, LexicalAt]:
         vec = snap.vectors[rows[positions]]
-        return vec @ vec.T, lexical.gram(lex_rows[positions])
+        return vec @ vec.T, lambda mask: lexical.gram_at(lex_rows.take(positions), mask)
 
     col = {name: snap.col[name][rows] for name in POOL_COLUMNS}
     return Pool(rows, dense.astype(np.float64), lexical.dot_rows(lex_rows, vectors.lexical), col, pairs)
@@ -120,7 +120,8 @@ def distinct_stories(snap: Snapshot, shown: list[int], picked: list[int], need: 
         return []
     vec = snap.vectors[rows]
     col = {name: snap.col[name][rows] for name in ("url", "original", "title", "ts")}
-    _, story = relations(col, vec @ vec.T, lexical.gram(snap.lexical.take(rows)), knobs)
+    lex_rows = snap.lexical.take(rows)
+    _, story = relations(col, vec @ vec.T, lambda mask: lexical.gram_at(lex_rows, mask), knobs)
     kept = list(range(len(shown)))
     for i in range(len(shown), len(rows)):
         if len(kept) - len(shown) >= need:

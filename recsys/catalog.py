@@ -92,19 +92,24 @@ class LexicalRows:
         self.chunks.append(rows.astype(np.float32).tocsr())
         self.starts.append(start)  # appended last: a reader never sees a start without its chunk
 
-    def take(self, rows: np.ndarray) -> sparse.csr_matrix:
-        """The given rows, in order, as one CSR matrix."""
-        starts = np.array(self.starts[: len(self.chunks)])
+    def take(self, rows: np.ndarray) -> lexical.Rows:
+        """The given rows, in order."""
+        starts = self.starts[: len(self.chunks)]
+        rows = np.asarray(rows, dtype=np.int64)
+        if not len(rows) or not starts:
+            return lexical.Rows(np.zeros(1, np.int64), np.zeros(0, np.int32), np.zeros(0, np.float32))
         if len(starts) == 1:
-            return self.chunks[0][rows]
-        which = np.searchsorted(starts, rows, side="right") - 1
+            return lexical.take_rows(self.chunks[0], rows)
+        which = np.searchsorted(np.array(starts), rows, side="right") - 1
         parts, order = [], []
         for c in np.unique(which):
             picked = np.flatnonzero(which == c)
-            parts.append(self.chunks[c][rows[picked] - starts[c]])
+            parts.append(lexical.take_rows(self.chunks[c], rows[picked] - starts[c]))
             order.append(picked)
-        stacked = sparse.vstack(parts).tocsr()
-        return stacked[np.argsort(np.concatenate(order))]
+        lengths = np.concatenate([np.diff(p.indptr) for p in parts])
+        stacked = lexical.Rows(np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64),
+                               np.concatenate([p.indices for p in parts]), np.concatenate([p.data for p in parts]))
+        return stacked.take(np.argsort(np.concatenate(order)))
 
     def matrix(self) -> sparse.csr_matrix:
         return sparse.vstack(self.chunks).tocsr() if self.chunks else sparse.csr_matrix((0, lexical.N_FEATURES))

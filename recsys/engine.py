@@ -269,7 +269,7 @@ class Engine:
             raise NotFound(f"no indexed article with id {a_id if rows[0] is None else b_id!r}")
         snap = self.live.catalog.snapshot()
         lex = snap.lexical.take(np.array(rows))
-        return float(snap.vectors[rows[0]] @ snap.vectors[rows[1]]), float((lex[0] @ lex[1].T).toarray()[0, 0])
+        return float(snap.vectors[rows[0]] @ snap.vectors[rows[1]]), float(lexical.gram(lex)[0, 1])
 
     def similarity(self, a_id: str, b_id: str) -> float:
         """The fused relevance of b to a (the score ranking starts from, without the time bonus)."""

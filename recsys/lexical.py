@@ -13,6 +13,7 @@ dense vector: a request only multiplies rows.
 from __future__ import annotations
 
 import threading
+from dataclasses import dataclass
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -127,7 +128,42 @@ def fit_rows(texts: Sequence[str], batch: int = 20_000) -> tuple[LexicalStats, s
     return stats, (sparse.vstack(rows).tocsr() if rows else sparse.csr_matrix((0, N_FEATURES), dtype=np.float32))
 
 
-def gram(rows: sparse.csr_matrix) -> np.ndarray:
+@dataclass(frozen=True)
+class Rows:
+    """A few normalised rows in CSR layout as plain arrays: scipy's row indexing costs more than
+    the work done on a request's few dozen rows."""
+
+    indptr: np.ndarray
+    indices: np.ndarray
+    data: np.ndarray
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return len(self.indptr) - 1, N_FEATURES
+
+    @property
+    def nnz(self) -> int:
+        return len(self.indices)
+
+    def take(self, positions: np.ndarray) -> Rows:
+        return take_rows(self, positions)
+
+    def csr(self) -> sparse.csr_matrix:
+        return sparse.csr_matrix((self.data, self.indices, self.indptr), shape=self.shape)
+
+
+def take_rows(matrix: sparse.csr_matrix | Rows, positions: np.ndarray) -> Rows:
+    """The given rows of a CSR matrix, in order, gathered with a few array operations."""
+    positions = np.asarray(positions, dtype=np.int64)
+    starts, ends = matrix.indptr[positions], matrix.indptr[positions + 1]
+    lengths = (ends - starts).astype(np.int64)
+    indptr = np.zeros(len(positions) + 1, dtype=np.int64)
+    np.cumsum(lengths, out=indptr[1:])
+    at = np.arange(indptr[-1], dtype=np.int64) + np.repeat(starts.astype(np.int64) - indptr[:-1], lengths)
+    return Rows(indptr, matrix.indices[at], matrix.data[at])
+
+
+def gram(rows: sparse.csr_matrix | Rows) -> np.ndarray:
     """All pairwise products of a few normalised rows, as a dense matrix.
 
     The columns are renumbered to the n-grams these rows use, and the rows made dense over
@@ -143,7 +179,16 @@ def gram(rows: sparse.csr_matrix) -> np.ndarray:
     return dense @ dense.T
 
 
-def dot_rows(rows: sparse.csr_matrix, query: sparse.csr_matrix) -> np.ndarray:
+def gram_at(rows: Rows, mask: np.ndarray) -> np.ndarray:
+    """The pairwise products of `gram`, computed only among the rows that some masked pair uses."""
+    used = np.flatnonzero(mask.any(axis=0) | mask.any(axis=1))
+    out = np.zeros(mask.shape)
+    if len(used):
+        out[np.ix_(used, used)] = gram(take_rows(rows, used))
+    return np.where(mask, out, 0.0)
+
+
+def dot_rows(rows: sparse.csr_matrix | Rows, query: sparse.csr_matrix | Rows) -> np.ndarray:
     """Each row's product with one query row, in one pass over the rows' entries (no transpose)."""
     q_indices, q_data = query.indices, query.data
     if not len(q_indices) or not rows.nnz:

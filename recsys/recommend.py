@@ -75,7 +75,8 @@ class Query:
     text_key: int = 0
 
 
-PairSimilarities = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
+LexicalAt = Callable[[np.ndarray], np.ndarray]  # mask of pairs -> lexical similarities there (0 elsewhere)
+PairSimilarities = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray | LexicalAt]]
 
 
 @dataclass(frozen=True)
@@ -161,9 +162,12 @@ def eligible(query: Query, pool: Pool, filters: Filters, excluded_rows: np.ndarr
     return ok
 
 
-def relations(col: dict[str, np.ndarray], pair_dense: np.ndarray, pair_lexical: np.ndarray,
+def relations(col: dict[str, np.ndarray], pair_dense: np.ndarray, pair_lexical: np.ndarray | LexicalAt,
               knobs: Ranking) -> tuple[np.ndarray, np.ndarray]:
-    """(copy, story) boolean matrices over some candidates: one text told twice, and one story."""
+    """(copy, story) boolean matrices over some candidates: one text told twice, and one story.
+
+    `pair_lexical` is the lexical similarity matrix, or a function giving it where a mask says:
+    only pairs whose dense score alone cannot settle the story decision ask for it."""
     url, original = col["url"], col["original"]
 
     def shared(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -171,12 +175,18 @@ def relations(col: dict[str, np.ndarray], pair_dense: np.ndarray, pair_lexical: 
 
     links = shared(url, original) | shared(original, original) | shared(url, url)
     copy = links | links.T | shared(col["title"], col["title"]) | (pair_dense >= knobs.copy_dense_threshold)
-    fused = blend(pair_dense, pair_lexical, knobs.lexical_weight)
     days = np.abs(col["ts"][:, None] - col["ts"][None, :]) / DAY  # NaN when either is undated
     apart, dated = days > knobs.story_window_days, ~np.isnan(days)
     in_window = knobs.story_threshold if knobs.story_threshold_in_window is None else knobs.story_threshold_in_window
     threshold = np.where(dated, in_window, knobs.story_threshold)
-    close = (fused >= threshold) | (pair_dense >= knobs.story_dense_threshold)
+    w = knobs.lexical_weight
+    # lexical cosines lie in [0, 1]: outside this band of dense scores the fused score is decided
+    sure = pair_dense >= threshold * (1.0 + w) + 1e-9
+    undecided = ~sure & (pair_dense >= threshold * (1.0 + w) - w - 1e-9) & ~copy & ~apart
+    close = sure | (pair_dense >= knobs.story_dense_threshold)
+    if undecided.any():
+        lexical = pair_lexical(undecided) if callable(pair_lexical) else pair_lexical
+        close |= undecided & (blend(pair_dense, lexical, w) >= threshold)
     return copy, copy | (close & ~apart)
 
 

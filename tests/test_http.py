@@ -8,6 +8,7 @@ import pytest
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
 
+from recsys.answers import Answers
 from recsys.api import create_app
 from recsys.protection import TokenBucket
 
@@ -52,6 +53,30 @@ def test_related_answers_carry_etag_and_cache_control_and_repeat_requests_get_30
     assert fragment.headers["etag"] not in (etag, by_url.headers["etag"])
     assert client.get("/v1/related/b1/fragment", params={"limit": 3},
                       headers={"If-None-Match": fragment.headers["etag"]}).status_code == 304
+
+
+def test_cached_default_blocks_skip_routing_and_answer_exactly_as_the_route(
+        client: TestClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    routed = client.get("/v1/related/b1", params={"limit": 3})  # a miss: routed, computed, cached
+    hits = client.app.state.cache.hits
+    again = client.get("/v1/related/b1?limit=3")
+    assert client.app.state.cache.hits == hits + 1 and again.content == routed.content
+    assert {k: v for k, v in again.headers.items() if k != "date"} == {
+        k: v for k, v in routed.headers.items() if k != "date"}
+
+    def routed_again(*args: object) -> None:
+        raise AssertionError("the route ran")
+
+    monkeypatch.setattr(Answers, "serve", routed_again)  # hits are answered below FastAPI's routing
+    assert client.get("/v1/related/b1?limit=3").content == routed.content
+    assert client.get("/v1/related/b1?limit=3", headers={"If-None-Match": routed.headers["etag"]}).status_code == 304
+    with pytest.raises(AssertionError, match="the route ran"):
+        client.get("/v1/related/b1?limit=3&lang_policy=same")  # any other shape is routed
+    with pytest.raises(AssertionError, match="the route ran"):
+        client.get("/v1/related/b1?limit=4")  # a miss is routed
+    monkeypatch.undo()
+    assert client.get("/v1/related/b1?limit=0").status_code == 422  # invalid input still meets validation
+    assert 'method="GET",route="/v1/related/{article_id}",status="200"} 3.0' in client.get("/metrics").text
 
 
 def test_equal_requests_share_one_entry(client: TestClient) -> None:

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from sklearn.feature_extraction.text import TfidfVectorizer
 
-from recsys.lexical import LexicalStats, fit_rows, gram, similarities
+from recsys.lexical import LexicalStats, fit_rows, gram, gram_at, similarities
 
 DOCS = [
     "Львів відкрив нову трамвайну лінію на Сихів",
@@ -30,6 +30,10 @@ def test_matches_exact_tfidf_cosines() -> None:
     assert np.array_equal(fitted.df, stats.df) and fitted.n_docs == 4
     np.testing.assert_allclose(gram(rows), expected, atol=1e-4)
     np.testing.assert_allclose(gram(rows[[2, 0]]), expected[np.ix_([2, 0], [2, 0])], atol=1e-4)
+    mask = np.zeros((4, 4), dtype=bool)
+    mask[1, 3] = mask[3, 1] = True  # only rows 1 and 3 are compared
+    np.testing.assert_allclose(gram_at(rows, mask), np.where(mask, expected, 0.0), atol=1e-4)
+    assert not gram_at(rows, np.zeros((4, 4), dtype=bool)).any()
 
 
 def test_counts_grow_incrementally_and_survive_saving(tmp_path: Path) -> None:

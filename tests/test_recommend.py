@@ -116,6 +116,30 @@ def test_story_rule_uses_the_fused_pair_score_and_the_cross_language_dense_rule(
     assert story[0, 1] and story[0, 2] and not story[1, 2] and not copy.any(where=~np.eye(3, dtype=bool))
 
 
+def test_lexical_pairs_are_asked_for_only_where_dense_scores_cannot_decide() -> None:
+    rng = np.random.default_rng(3)
+    dense = np.clip(rng.uniform(0.2, 1.0, (30, 30)), 0, 1)
+    dense = np.triu(dense, 1) + np.triu(dense, 1).T + np.eye(30)
+    lexical = np.triu(rng.uniform(0, 1, (30, 30)), 1)
+    lexical = lexical + lexical.T + np.eye(30)
+    pool = make_pool([{"dense": 0.5, "age_days": float(i % 5) if i % 3 else None} for i in range(30)], dense, lexical)
+    knobs = Ranking(story_threshold=0.8, story_threshold_in_window=0.6, story_window_days=3.0, lexical_weight=0.5,
+                    copy_dense_threshold=0.97)
+    asked = []
+
+    def lexical_at(mask: np.ndarray) -> np.ndarray:
+        asked.append(mask)
+        return np.where(mask, lexical, 0.0)
+
+    expected = relations(pool.col, dense, lexical, knobs)
+    got = relations(pool.col, dense, lexical_at, knobs)
+    assert (got[0] == expected[0]).all() and (got[1] == expected[1]).all()
+    # pair (0.9 dense) with threshold 0.8 and weight 0.5: fused >= 0.9 / 1.5 = 0.6 < 0.8 <= 1.4 / 1.5: undecided
+    # a pair below 0.8 * 1.5 - 0.5 = 0.7 dense (undated) is settled without lexical
+    undated = np.isnan(pool.col["ts"][:, None] - pool.col["ts"][None, :])
+    assert len(asked) == 1 and not (asked[0] & undated & (dense < 0.7 - 1e-6)).any() and asked[0].sum() < dense.size / 2
+
+
 def test_one_story_is_told_within_its_time_window() -> None:
     dense = np.array([[1, .8, .8, .8], [.8, 1, .8, .8], [.8, .8, 1, .8], [.8, .8, .8, 1]])
     pool = make_pool([{"dense": 0.9, "age_days": 10}, {"dense": 0.8, "age_days": 8},
