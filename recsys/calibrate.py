@@ -3,8 +3,11 @@
 Thresholds are fitted on a deterministic half of every set (by a hash of the pair's ids, see
 calibration_fit.fit_half) and measured on the other half. Order of work: fusion and lexical weight by
 story-MRR; then the cross-language dense story threshold, the blend story threshold (ORed with
-it), the related floor (best F1), and the copy threshold (1st percentile of translation pairs,
-never below the story thresholds). The result is recsys/calibration/<model-slug>.json.
+it), the related floor (98 % recall of related pairs), and the copy threshold for pairs in two
+languages (1st percentile of translation pairs, raised to keep the story precision on labelled
+dated cross-language pairs within the window and never below the story rules that judge them).
+The story pair score's own lexical weight is chosen first: the one finding most same-story pairs
+of the fit half at the precision target. The result is recsys/calibration/<model-slug>.json.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ RELATED_RECALL = 0.98
 STORY_PRECISIONS = (0.95, 0.9, 0.85, 0.8)  # targets tabulated; lower ones are fallbacks when one is out of reach
 COPY_PERCENT = 1.0
 WEIGHTS = (0.25, 0.5, 1.0, 2.0)
+STORY_WEIGHTS = (0.0, 0.25, 0.5, 1.0)  # lexical weights tried in the story pair score
 CANDIDATES = (("dense", 0.0),) + tuple((f, w) for f in ("blend", "weighted", "rrf") for w in WEIGHTS)
 
 
@@ -102,6 +106,30 @@ def story_tradeoff(story: PairTable, weight: float) -> dict[str, dict]:
     return out
 
 
+def choose_story_weight(story: PairTable, outside: PairTable, window: float,
+                        target: float) -> tuple[float, dict[str, dict]]:
+    """The lexical weight of the story pair score that finds the most same-story pairs of the fit half
+    at the precision target (undated pairs by story_threshold plus dated ones inside the window)."""
+    table = {}
+    for weight in STORY_WEIGHTS:
+        dense_fit, blend_fit, goal = fit_story(outside, weight, target)
+        in_window = fit_in_window(story, window, weight, dense_fit.threshold, goal)
+        found = sum(f.recall * n for f, n in ((blend_fit, _fit_positives(outside, None)),
+                                                (in_window, _fit_positives(story, window))) if f.reached and n)
+        table[f"{weight:g}"] = {"precision_target": goal, "fit_same_story_found": _round(found),
+                                "undated_recall": _round(blend_fit.recall), "in_window_recall": _round(in_window.recall)}
+    best = max(STORY_WEIGHTS, key=lambda w: (table[f"{w:g}"]["precision_target"], table[f"{w:g}"]["fit_same_story_found"] or 0.0))
+    return best, table
+
+
+def _fit_positives(t: PairTable, window: float | None) -> int:
+    """Same-story pairs of the fit half: all of them (window None) or the dated ones inside the window."""
+    chosen = t.fit & t.gold
+    if window is not None:
+        chosen &= ~np.isnan(t.days) & (t.days <= window)
+    return int(chosen.sum())
+
+
 def fit_copy(translations: np.ndarray, fit: np.ndarray, floor: float) -> float:
     """1st percentile of translation-pair cosines (fit half), never below `floor`."""
     low = cf.low_percentile(translations[fit], COPY_PERCENT)
@@ -110,8 +138,8 @@ def fit_copy(translations: np.ndarray, fit: np.ndarray, floor: float) -> float:
 
 def story_decisions(t: PairTable, chosen: dict) -> np.ndarray:
     """The story rule (COPY or SAME_STORY) over a table of scores."""
-    return np.array([cf.decide(d, lx, chosen, days_apart=days) != cf.DIFFERENT
-                     for d, lx, days in zip(t.dense, t.lexical, t.days)], dtype=bool)
+    return np.array([cf.decide(d, lx, chosen, days_apart=days, cross_language=cross) != cf.DIFFERENT
+                     for d, lx, days, cross in zip(t.dense, t.lexical, t.days, t.cross)], dtype=bool)
 
 
 def subset(table: PairTable, keep: np.ndarray) -> PairTable:
@@ -141,7 +169,7 @@ def measure(story: PairTable, related: PairTable, translations: np.ndarray, fit:
            "same_story_cross_language": _pr(said[held & story.cross], story.gold[held & story.cross]),
            "same_story_by_set": {name: _pr(said[held & (story.sets == name)], story.gold[held & (story.sets == name)])
                                  for name in sorted(set(story.sets))}}
-    copy = story.dense >= chosen["copy_dense_threshold"]
+    copy = (story.dense >= chosen["copy_dense_threshold"]) & story.cross & (story.days <= float(chosen["story_window_days"]))
     out["copy_on_story_pairs"] = _pr(copy[held], story.gold[held])
     held_tr = translations[~fit]
     out["copy_recall_on_translations"] = {
@@ -177,22 +205,29 @@ def fit_all(sets: Sequence[Encoded], translations: np.ndarray, fit: np.ndarray,
     window = cf.window_days(story.days[story.fit], story.gold[story.fit])
     undated = np.isnan(story.days)
     outside_window = subset(story, undated) if undated.any() else story  # the pairs story_threshold decides
-    dense_fit, blend_fit, target = fit_story(outside_window, weight, story_precision)
-    in_window = fit_in_window(story, window, weight, dense_fit.threshold, target)
+    story_w, story_weights = choose_story_weight(story, outside_window, window, story_precision)
+    dense_fit, blend_fit, target = fit_story(outside_window, story_w, story_precision)
+    in_window = fit_in_window(story, window, story_w, dense_fit.threshold, target)
     # the floor keeps RELATED_RECALL of the labelled related pairs: an item it wrongly drops is lost to the
     # reader, while one it wrongly keeps still ranks below every truly related item
     related_fit = cf.threshold_at_recall(cf.blend(related.dense, related.lexical, weight)[related.fit],
                                          related.gold[related.fit], RELATED_RECALL)
-    floor = max([f.threshold for f in (dense_fit, blend_fit) if f.reached], default=cf.NEVER)
+    # the dense copy rule judges only dated pairs in two languages within the window; a copy is one story, so
+    # on those pairs it keeps the story precision and never undercuts the story rules that judge them
+    cross = story.fit & story.cross & (story.days <= window)
+    copy_fit = cf.threshold_at_precision(story.dense[cross], story.gold[cross], target)
+    floor = max(copy_fit.threshold, *(f.threshold for f in (dense_fit, in_window) if f.reached))
     chosen = {"copy_dense_threshold": _round(fit_copy(translations, fit, floor)),
               "story_threshold": _round(blend_fit.threshold), "story_dense_threshold": _round(dense_fit.threshold),
               "story_window_days": window if math.isfinite(window) else "inf",
               "story_threshold_in_window": _round(in_window.threshold) if in_window.reached else None,
-              "related_floor": _round(related_fit.threshold), "lexical_weight": weight, "fusion": fusion}
+              "related_floor": _round(related_fit.threshold), "lexical_weight": weight,
+              "story_lexical_weight": story_w, "fusion": fusion}
     fits = {"story_dense_threshold": dense_fit.__dict__, "story_threshold": blend_fit.__dict__,
             "story_threshold_in_window": in_window.__dict__,
             "related_floor": related_fit.__dict__}
-    details = {"story_precision_target": target, "story_tradeoff": story_tradeoff(outside_window, weight),
+    details = {"story_precision_target": target, "story_weights": story_weights,
+               "story_tradeoff": story_tradeoff(outside_window, story_w),
                "fits": fits,
                "fusion_story_mrr": fusion_table,
                "measured_on_heldout": measure(story, related, translations, fit, chosen)}

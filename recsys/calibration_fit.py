@@ -128,19 +128,24 @@ def low_percentile(scores: Sequence[float], percent: float) -> float:
 
 
 def decide(dense: float, lexical: float, knobs: dict, same_identity: bool = False,
-           days_apart: float = math.nan) -> int:
+           days_apart: float = math.nan, cross_language: bool = True) -> int:
     """COPY, SAME_STORY or DIFFERENT from two items' scores: the story rule of recommend.relations.
 
     `same_identity`: they share a url/original_url or a normalised headline; `days_apart`: their
-    distance in time (NaN when either is undated)."""
-    if same_identity or dense >= knobs["copy_dense_threshold"]:
+    distance in time (NaN when either is undated); `cross_language`: they are in two languages (only
+    then, when both are dated and within the story window, do near-identical vectors mean one text)."""
+    apart = days_apart > float(knobs.get("story_window_days", math.inf))
+    translated = cross_language and not math.isnan(days_apart) and not apart and dense >= knobs["copy_dense_threshold"]
+    if same_identity or translated:
         return COPY
-    if days_apart > float(knobs.get("story_window_days", math.inf)):
+    if apart:
         return DIFFERENT
     threshold = knobs["story_threshold"]
     if not math.isnan(days_apart) and knobs.get("story_threshold_in_window") is not None:
         threshold = knobs["story_threshold_in_window"]
-    if blend(dense, lexical, knobs["lexical_weight"]) >= threshold or dense >= knobs["story_dense_threshold"]:
+    weight = knobs.get("story_lexical_weight")
+    weight = knobs["lexical_weight"] if weight is None else weight
+    if blend(dense, lexical, weight) >= threshold or dense >= knobs["story_dense_threshold"]:
         return SAME_STORY
     return DIFFERENT
 

@@ -45,18 +45,27 @@ def search(live: LiveIndex, vectors: QueryVectors, query: Query, policy: str, k:
     return rows, scores
 
 
-def pool(snap: Snapshot, rows: np.ndarray, dense: np.ndarray, vectors: QueryVectors) -> Pool:
-    """Candidate arrays: lexical score to the query now, pairwise similarities when ranking asks."""
+def pool(snap: Snapshot, rows: np.ndarray, dense: np.ndarray, vectors: QueryVectors, earlier: Pool | None = None) -> Pool:
+    """Candidate arrays: lexical score to the query now (reused from an `earlier`, shallower pool of
+    the same query), pairwise similarities when ranking asks."""
     known = rows < snap.n  # the index may already hold rows added after this snapshot
     rows, dense = rows[known], dense[known]
-    lex_rows = snap.lexical.take(rows)
+    lex = np.zeros(len(rows))
+    fresh = np.ones(len(rows), dtype=bool)
+    if earlier is not None and len(earlier.rows) and len(rows):
+        order = np.argsort(earlier.rows)
+        at = np.minimum(np.searchsorted(earlier.rows[order], rows), len(order) - 1)
+        fresh = earlier.rows[order][at] != rows
+        lex[~fresh] = earlier.lexical[order][at[~fresh]]
+    if fresh.any():
+        lex[fresh] = lexical.dot_rows(snap.lexical.take(rows[fresh]), vectors.lexical)
 
     def pairs(positions: np.ndarray) -> tuple[np.ndarray, LexicalAt]:
         vec = snap.vectors[rows[positions]]
-        return vec @ vec.T, lambda mask: lexical.gram_at(lex_rows.take(positions), mask)
+        return vec @ vec.T, lambda mask: lexical.gram_at(snap.lexical.take(rows[positions]), mask)
 
     col = {name: snap.col[name][rows] for name in POOL_COLUMNS}
-    return Pool(rows, dense.astype(np.float64), lexical.dot_rows(lex_rows, vectors.lexical), col, pairs)
+    return Pool(rows, dense.astype(np.float64), lex, col, pairs)
 
 
 class NewestOrder:
@@ -119,7 +128,7 @@ def distinct_stories(snap: Snapshot, shown: list[int], picked: list[int], need: 
     if not len(rows):
         return []
     vec = snap.vectors[rows]
-    col = {name: snap.col[name][rows] for name in ("url", "original", "title", "ts")}
+    col = {name: snap.col[name][rows] for name in ("url", "original", "title", "ts", "lang")}
     lex_rows = snap.lexical.take(rows)
     _, story = relations(col, vec @ vec.T, lambda mask: lexical.gram_at(lex_rows, mask), knobs)
     kept = list(range(len(shown)))

@@ -225,9 +225,10 @@ class Engine:
         excluded = np.array([r for r in map(self.live.catalog.row_of_id.get, filters.exclude) if r is not None])
         section = None if filters.section is None else self.live.catalog.code_of("section", filters.section)
         k = max(self.settings.min_candidates, 4 * (filters.limit + len(filters.exclude) + 1))
+        pool = None
         while True:
             rows, dense = cand.search(self.live, vectors, query, filters.lang_policy, k)
-            pool = cand.pool(snap, rows, dense, vectors)
+            pool = cand.pool(snap, rows, dense, vectors, earlier=pool)  # a deeper pass reuses the lexical scores
             ok = eligible(query, pool, filters, excluded, cand.lang_codes(query, filters.lang_policy), section)
             ranked = rank(query, pool, filters, self.knobs, ok)
             deeper = len(rows) >= k and k < self.settings.max_candidates and len(ranked.rows) < filters.limit

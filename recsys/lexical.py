@@ -188,16 +188,29 @@ def gram_at(rows: Rows, mask: np.ndarray) -> np.ndarray:
     return np.where(mask, out, 0.0)
 
 
+_SCRATCH = threading.local()
+
+
+def _query_slots() -> np.ndarray:
+    """A zeroed array over the hashed space, one per thread: the query row is spread into it so that
+    each candidate entry finds its partner by one lookup (and the slots are zeroed again after)."""
+    slots = getattr(_SCRATCH, "slots", None)
+    if slots is None:
+        slots = _SCRATCH.slots = np.zeros(N_FEATURES, dtype=np.float32)
+    return slots
+
+
 def dot_rows(rows: sparse.csr_matrix | Rows, query: sparse.csr_matrix | Rows) -> np.ndarray:
     """Each row's product with one query row, in one pass over the rows' entries (no transpose)."""
-    q_indices, q_data = query.indices, query.data
-    if not len(q_indices) or not rows.nnz:
+    if not len(query.indices) or not rows.nnz:
         return np.zeros(rows.shape[0])
-    order = np.argsort(q_indices)
-    q_indices, q_data = q_indices[order], q_data[order]
-    at = np.minimum(np.searchsorted(q_indices, rows.indices), len(q_indices) - 1)
-    hits = np.where(q_indices[at] == rows.indices, rows.data * q_data[at], 0.0)
-    sums = np.add.reduceat(np.append(hits, 0.0), rows.indptr[:-1]) if len(hits) else np.zeros(rows.shape[0])
+    slots = _query_slots()
+    slots[query.indices] = query.data
+    try:
+        hits = slots[rows.indices] * rows.data
+    finally:
+        slots[query.indices] = 0.0
+    sums = np.add.reduceat(np.append(hits, 0.0).astype(np.float64), rows.indptr[:-1])
     return np.where(np.diff(rows.indptr) > 0, sums, 0.0)
 
 

@@ -50,14 +50,15 @@ class Filters:
 class Ranking:
     """Knobs of the ranker: thresholds are on one model's score scale, so they are fitted per model."""
 
-    copy_dense_threshold: float = 0.92  # dense cosine at which two items are one text (a translation)
-    story_threshold: float = 0.45  # fused pair score at which two items are one story
+    copy_dense_threshold: float = 0.92  # dense cosine at which two items in two languages are one text (a translation)
+    story_threshold: float = 0.45  # pair score (dense + story_lexical_weight * lexical) at which two items are one story
     story_dense_threshold: float = 2.0  # dense cosine at which two items are one story in any language (2 = off)
     story_window_days: float = float("inf")  # one story is told within this many days (undated items: no limit)
     story_threshold_in_window: float | None = None  # fused pair score for two dated items inside the window
     # (closeness in time is itself evidence of one story); None: story_threshold
     related_floor: float = 0.0  # fused score to the query below which an item is not related
     lexical_weight: float = 0.5
+    story_lexical_weight: float | None = None  # lexical weight in the story pair score; None: lexical_weight
     fusion: str = "blend"
     recency_weight: float = 0.05
     recency_half_life_days: float = 14.0
@@ -162,6 +163,11 @@ def eligible(query: Query, pool: Pool, filters: Filters, excluded_rows: np.ndarr
     return ok
 
 
+def story_weight(knobs: Ranking) -> float:
+    """The lexical weight of the pair score that decides "one story"."""
+    return knobs.lexical_weight if knobs.story_lexical_weight is None else knobs.story_lexical_weight
+
+
 def relations(col: dict[str, np.ndarray], pair_dense: np.ndarray, pair_lexical: np.ndarray | LexicalAt,
               knobs: Ranking) -> tuple[np.ndarray, np.ndarray]:
     """(copy, story) boolean matrices over some candidates: one text told twice, and one story.
@@ -174,19 +180,27 @@ def relations(col: dict[str, np.ndarray], pair_dense: np.ndarray, pair_lexical: 
         return (a[:, None] == b[None, :]) & (a[:, None] != 0)
 
     links = shared(url, original) | shared(original, original) | shared(url, url)
-    copy = links | links.T | shared(col["title"], col["title"]) | (pair_dense >= knobs.copy_dense_threshold)
     days = np.abs(col["ts"][:, None] - col["ts"][None, :]) / DAY  # NaN when either is undated
     apart, dated = days > knobs.story_window_days, ~np.isnan(days)
+    # near-identical vectors mean one text only across languages and close in time (a translation); within
+    # one language two outlets' takes on one event score as high, and undated pairs cannot be placed: the
+    # story rule judges those
+    translated = (pair_dense >= knobs.copy_dense_threshold) & (col["lang"][:, None] != col["lang"][None, :])
+    translated &= dated & ~apart
+    copy = links | links.T | shared(col["title"], col["title"]) | translated
     in_window = knobs.story_threshold if knobs.story_threshold_in_window is None else knobs.story_threshold_in_window
     threshold = np.where(dated, in_window, knobs.story_threshold)
-    w = knobs.lexical_weight
-    # lexical cosines lie in [0, 1]: outside this band of dense scores the fused score is decided
-    sure = pair_dense >= threshold * (1.0 + w) + 1e-9
-    undecided = ~sure & (pair_dense >= threshold * (1.0 + w) - w - 1e-9) & ~copy & ~apart
-    close = sure | (pair_dense >= knobs.story_dense_threshold)
-    if undecided.any():
-        lexical = pair_lexical(undecided) if callable(pair_lexical) else pair_lexical
-        close |= undecided & (blend(pair_dense, lexical, w) >= threshold)
+    w = story_weight(knobs)
+    if w == 0:
+        close = pair_dense >= threshold
+    else:  # lexical cosines lie in [0, 1]: outside this band of dense scores the pair score is decided
+        sure = pair_dense >= threshold * (1.0 + w) + 1e-9
+        undecided = ~sure & (pair_dense >= threshold * (1.0 + w) - w - 1e-9) & ~copy & ~apart
+        close = sure
+        if undecided.any():
+            lexical = pair_lexical(undecided) if callable(pair_lexical) else pair_lexical
+            close = close | (undecided & (blend(pair_dense, lexical, w) >= threshold))
+    close = close | (pair_dense >= knobs.story_dense_threshold)
     return copy, copy | (close & ~apart)
 
 

@@ -45,7 +45,7 @@ class Settings(BaseSettings):
     min_candidates: int = Field(default=50, ge=1, description="first over-fetch from FAISS")
     max_candidates: int = Field(default=400, ge=1, description="deepest over-fetch before relaxing")
     copy_dense_threshold: float | None = Field(
-        default=None, ge=0.0, le=2.0, description="dense cosine at which two items are one text (a translation); "
+        default=None, ge=0.0, le=2.0, description="dense cosine at which two items in two languages are one text (a translation); "
         "unset = the model's calibration")
     story_threshold: float | None = Field(
         default=None, ge=0.0, le=2.0, description="fused pair score at which two items are one story (collapsed); "
@@ -65,6 +65,9 @@ class Settings(BaseSettings):
     lexical_weight: float | None = Field(
         default=None, ge=0.0, description="weight of the character n-gram TF-IDF score (0 = dense only); "
         "unset = the model's calibration")
+    story_lexical_weight: float | None = Field(
+        default=None, ge=0.0, description="weight of the lexical score in the pair score that decides one story "
+        "(0 = dense only); unset = the model's calibration (else lexical_weight)")
     fusion: str | None = Field(
         default=None, description="blend | weighted | rrf | dense: how dense and lexical scores combine; "
         "unset = the model's calibration")

@@ -102,7 +102,8 @@ def decision_quality(ds: Dataset, engine, story_threshold: float, seed: int = 0)
         dense, lexical = engine.pair_features(a, b)
         ta, tb = by_id[a].published_ts, by_id[b].published_ts
         days = abs(ta - tb) / 86_400 if ta is not None and tb is not None else float("nan")
-        said.append(decide(dense, lexical, knobs, same_identity(by_id[a], by_id[b]), days) != DIFFERENT)
+        cross = by_id[a].lang != by_id[b].lang
+        said.append(decide(dense, lexical, knobs, same_identity(by_id[a], by_id[b]), days, cross) != DIFFERENT)
     weights = [1.0] * len(positives) + [len(negatives) / max(len(judged), 1)] * len(judged)
     gold = [True] * len(positives) + [False] * len(judged)
     precision, recall = metrics.decision_precision_recall(said, gold, weights)

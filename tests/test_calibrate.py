@@ -87,14 +87,18 @@ def test_fit_half_is_symmetric_stable_and_about_half() -> None:
 @pytest.mark.parametrize("dense", [0.3, 0.6, 0.75, 0.95])
 @pytest.mark.parametrize("lexical", [0.0, 0.3, 0.8])
 @pytest.mark.parametrize("days", [None, 1.0, 5.0])
-def test_decide_is_the_engine_rule(dense: float, lexical: float, days: float | None) -> None:
+@pytest.mark.parametrize("cross", [True, False])
+@pytest.mark.parametrize("story_weight", [None, 0.0])
+def test_decide_is_the_engine_rule(dense: float, lexical: float, days: float | None, cross: bool,
+                                   story_weight: float | None) -> None:
     knobs = {"copy_dense_threshold": 0.9, "story_threshold": 0.5, "story_dense_threshold": 0.7, "lexical_weight": 0.5,
-             "story_window_days": 3.0, "story_threshold_in_window": 0.4}
+             "story_window_days": 3.0, "story_threshold_in_window": 0.4, "story_lexical_weight": story_weight}
     ts = np.array([0.0, np.nan if days is None else days * 86_400])
-    col = {"url": np.array([1, 2]), "original": np.array([0, 0]), "title": np.array([3, 4]), "ts": ts}
+    col = {"url": np.array([1, 2]), "original": np.array([0, 0]), "title": np.array([3, 4]), "ts": ts,
+           "lang": np.array([1, 2 if cross else 1])}
     pair_dense, pair_lexical = np.array([[1.0, dense], [dense, 1.0]]), np.array([[1.0, lexical], [lexical, 1.0]])
     copy, story = relations(col, pair_dense, pair_lexical, Ranking(**knobs))
-    said = cf.decide(dense, lexical, knobs, days_apart=np.nan if days is None else days)
+    said = cf.decide(dense, lexical, knobs, days_apart=np.nan if days is None else days, cross_language=cross)
     assert (said == cf.COPY) == bool(copy[0, 1]) and (said != cf.DIFFERENT) == bool(story[0, 1])
 
 

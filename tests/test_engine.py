@@ -134,3 +134,26 @@ def test_dense_story_threshold_comes_from_the_model_unless_set(engine, settings:
         assert open_engine(fixed, embedder=tiny_embedder).knobs.story_dense_threshold == 0.7
     finally:
         tiny_embedder.calibration = {}
+
+
+def test_a_deeper_pool_reuses_the_lexical_scores_of_the_shallower_one(engine, monkeypatch) -> None:  # noqa: ANN001
+    from recsys import candidates as cand
+    from recsys import lexical
+
+    snap = engine.live.catalog.snapshot()
+    vectors = engine._vectors_of_row(0)
+    rows, dense = engine.live.search(snap.vectors[0], snap.n)
+    shallow = cand.pool(snap, rows[:3], dense[:3], vectors)
+    computed = []
+    real = lexical.dot_rows
+
+    def counting(picked, query):  # noqa: ANN001, ANN202
+        computed.append(picked.shape[0])
+        return real(picked, query)
+
+    monkeypatch.setattr(lexical, "dot_rows", counting)
+    deep = cand.pool(snap, rows, dense, vectors, earlier=shallow)
+    assert computed == [len(rows) - 3]  # only the rows the shallow pass had not seen
+    fresh = cand.pool(snap, rows, dense, vectors)
+    np.testing.assert_allclose(deep.lexical, fresh.lexical)
+    assert np.array_equal(deep.rows, fresh.rows) and deep.lexical[0] == pytest.approx(1.0, abs=1e-5)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from sklearn.feature_extraction.text import TfidfVectorizer
 
-from recsys.lexical import LexicalStats, fit_rows, gram, gram_at, similarities
+from recsys.lexical import LexicalStats, dot_rows, fit_rows, gram, gram_at, similarities, take_rows
 
 DOCS = [
     "Львів відкрив нову трамвайну лінію на Сихів",
@@ -49,3 +49,14 @@ def test_counts_grow_incrementally_and_survive_saving(tmp_path: Path) -> None:
     exact = TfidfVectorizer(analyzer="char_wb", ngram_range=(3, 5)).fit(DOCS)
     assert {round(float(x), 4) for x in loaded.idf[loaded.df > 0]} == {round(float(x), 4) for x in exact.idf_}
     assert loaded.idf.max() == pytest.approx(np.log(5 / 1) + 1)  # n-grams never seen
+
+
+def test_dot_rows_matches_sparse_products_and_leaves_no_trace() -> None:
+    _, rows = fit_rows([*DOCS, ""])  # the last row is empty
+    query = rows[[1]]
+    picked = take_rows(rows, np.array([4, 1, 0, 1, 3]))
+    expected = (rows[[4, 1, 0, 1, 3]] @ query.T).toarray().ravel()
+    np.testing.assert_allclose(dot_rows(picked, query), expected, atol=1e-6)
+    assert dot_rows(picked, query)[1] == pytest.approx(1.0, abs=1e-5) and dot_rows(picked, query)[0] == 0.0
+    np.testing.assert_allclose(dot_rows(picked, rows[[2]]), (rows[[4, 1, 0, 1, 3]] @ rows[[2]].T).toarray().ravel(),
+                               atol=1e-6)  # the first query's entries were cleared
