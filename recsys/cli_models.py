@@ -26,7 +26,7 @@ def cmd_distill(args: argparse.Namespace, settings: Settings) -> int:
         teacher=args.teacher, data_dir=Path(args.data_dir), out_dir=Path(args.out), langs=langs, origins=origins,
         max_pairs_per_lang=args.max_pairs or None, epochs=args.epochs, contrastive_weight=args.contrastive_weight,
         seed=args.seed, vocab_size=args.vocab_size, heldout_per_lang=args.heldout,
-        exclude_eval=Path(args.exclude_eval) if args.exclude_eval else None,
+        exclude_eval=Path(args.exclude_eval) if args.exclude_eval else None, own_targets=args.targets == "own",
         **({"cache_dir": Path(args.cache_dir)} if args.cache_dir else {}),
     )
     if not config.data_dir.is_dir():
@@ -45,6 +45,9 @@ def _add_distill(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-pairs", type=int, default=0, help="pairs per language (0 = all)")
     p.add_argument("--epochs", type=int, default=3)
     p.add_argument("--contrastive-weight", type=float, default=1.0, help="in-batch InfoNCE term (0 = MSE only)")
+    p.add_argument("--targets", choices=("english", "own"), default="english",
+                   help="what a translated sentence learns: the teacher's vector of its English side, or of "
+                   "itself (own: for a multilingual teacher such as builtin:multilingual-e5-small)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--vocab-size", type=int, default=44_000)
     p.add_argument("--heldout", type=int, default=1000, help="held-out pairs per language (uk, ru), never trained on")

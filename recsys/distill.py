@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
 from tqdm.auto import tqdm
 
-from recsys.embed import MINILM, builtin_model_path
+from recsys.embed import DEFAULT_MODEL, MINILM, builtin_model_path
 from recsys.measure import top1
 from recsys.parallel import (  # noqa: F401 - re-exported for callers of the distill API
     NO_TRANSLATION, Pair, _hash64, evaluation_sentences, is_clean, load_pairs, origin_matches,
@@ -60,6 +60,8 @@ class DistillConfig:
     float16: bool = True
     teacher_batch_size: int = 32
     teacher_bf16: bool = False  # autocast the teacher to bfloat16 (faster on CPUs with AVX512-BF16)
+    own_targets: bool = False  # student(translation) learns teacher(translation), not teacher(English): for a
+    # multilingual teacher, whose own view of each language is what the student should inherit
 
 
 def train_tokenizer(texts: Sequence[str], vocab_size: int) -> Tokenizer:
@@ -108,8 +110,14 @@ class TeacherCache:
 
     def model(self) -> Any:
         if self._model is None:
-            from sentence_transformers import SentenceTransformer
-            self._model = SentenceTransformer(self.teacher, device="cpu")
+            if self.teacher.startswith("builtin:"):  # recsys's own encoder: its fastest backend, its prompt
+                from recsys.embed import load_embedder
+                from recsys.settings import Settings
+
+                self._model = _EmbedderTeacher(load_embedder(Settings(model=self.teacher)))
+            else:
+                from sentence_transformers import SentenceTransformer
+                self._model = SentenceTransformer(self.teacher, device="cpu")
         return self._model
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
@@ -143,6 +151,17 @@ class TeacherCache:
         return index
 
 
+class _EmbedderTeacher:
+    """A recsys Embedder with SentenceTransformer's encode signature."""
+
+    def __init__(self, embedder: Any) -> None:
+        self.embedder = embedder
+
+    def encode(self, texts: list[str], batch_size: int = 32, convert_to_numpy: bool = True,
+               show_progress_bar: bool = False) -> np.ndarray:
+        return self.embedder.encode(texts, progress=show_progress_bar)
+
+
 def _save_npy(path: Path, array: np.ndarray) -> None:
     np.save(tmp := path.with_name(path.name + ".tmp.npy"), array)
     tmp.replace(path)
@@ -169,9 +188,11 @@ def crosslingual_top1(model: Any, src: list[str], tgt: list[str]) -> float:
     return top1(model.encode(src), model.encode(tgt))
 
 
-def _loss(s_en: torch.Tensor, s_xx: torch.Tensor, t: torch.Tensor, en_idx: np.ndarray, cfg: DistillConfig) -> torch.Tensor:
-    """Squared distance to the teacher (mean over the batch) for both sides, plus optional InfoNCE."""
-    loss = (s_en - t).pow(2).sum(1).mean() + (s_xx - t).pow(2).sum(1).mean()
+def _loss(s_en: torch.Tensor, s_xx: torch.Tensor, t: torch.Tensor, en_idx: np.ndarray, cfg: DistillConfig,
+          t_xx: torch.Tensor | None = None) -> torch.Tensor:
+    """Squared distance to the teacher (mean over the batch) for both sides, plus optional InfoNCE.
+    `t_xx`: the teacher's own vectors of the translations (else both sides learn teacher(English))."""
+    loss = (s_en - t).pow(2).sum(1).mean() + (s_xx - (t if t_xx is None else t_xx)).pow(2).sum(1).mean()
     if cfg.contrastive_weight > 0:
         anchor = t if cfg.contrastive_target == "teacher" else s_en
         logits = F.normalize(s_xx, dim=1) @ F.normalize(anchor, dim=1).T / cfg.temperature
@@ -203,7 +224,8 @@ def distill(config: DistillConfig) -> Path:
     if cfg.contrastive_target not in ("teacher", "student"):
         raise ValueError(f"contrastive_target must be 'teacher' or 'student', not {cfg.contrastive_target!r}")
     name = cfg.teacher or MINILM
-    teacher = str(builtin_model_path(name)) if name.startswith("builtin:") else name
+    # the builtin multilingual teacher runs through recsys's encoder; the English one is a plain folder
+    teacher = name if name == DEFAULT_MODEL else str(builtin_model_path(name)) if name.startswith("builtin:") else name
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
     train, heldout = _training_data(cfg)
@@ -216,6 +238,7 @@ def distill(config: DistillConfig) -> Path:
     tok = train_tokenizer(en_texts + xx_texts, cfg.vocab_size)
     cache = TeacherCache(teacher, cfg.cache_dir, cfg.teacher_batch_size, cfg.teacher_bf16)
     targets = torch.from_numpy(cache.encode(en_texts))
+    own = torch.from_numpy(cache.encode(xx_texts)) if cfg.own_targets else None
     pieces = token_texts(tok)
     init = cache.encode([t or "[UNK]" for t in pieces])
     init[[i for i, t in enumerate(pieces) if not t]] = 0.0  # special tokens start at zero
@@ -239,7 +262,7 @@ def distill(config: DistillConfig) -> Path:
     history = [{"epoch": 0, **evaluate()}]
     log.info("before training: %s", history[-1])
     for epoch in range(cfg.epochs):
-        loss = _epoch(weight, opt, (en_packed, xx_packed), (en_idx, xx_idx), targets, cfg,
+        loss = _epoch(weight, opt, (en_packed, xx_packed), (en_idx, xx_idx), (targets, own), cfg,
                       rng.permutation(len(train)), f"distill epoch {epoch + 1}/{cfg.epochs}")
         history.append({"epoch": epoch + 1, "loss": loss, **evaluate()})
         log.info("epoch %d: %s", epoch + 1, history[-1])
@@ -248,15 +271,17 @@ def distill(config: DistillConfig) -> Path:
 
 
 def _epoch(weight: torch.nn.Parameter, opt: torch.optim.Optimizer, packed: tuple, idx: tuple[np.ndarray, np.ndarray],
-           targets: torch.Tensor, cfg: DistillConfig, order: np.ndarray, label: str) -> float:
-    """One pass over the training pairs in `order`; returns the mean loss."""
-    (en_packed, xx_packed), (en_idx, xx_idx) = packed, idx
+           targets: tuple[torch.Tensor, torch.Tensor | None], cfg: DistillConfig, order: np.ndarray, label: str) -> float:
+    """One pass over the training pairs in `order`; returns the mean loss. `targets`: teacher vectors of
+    the English sentences and (own_targets) of the translated ones."""
+    (en_packed, xx_packed), (en_idx, xx_idx), (t_en, t_xx) = packed, idx, targets
     total, n = 0.0, 0
     bar = tqdm(range(0, len(order), cfg.batch_size), desc=label, unit="batch")
     for n, start in enumerate(bar, 1):
         b = order[start:start + cfg.batch_size]
         loss = _loss(_bag(weight, en_packed, en_idx[b]), _bag(weight, xx_packed, xx_idx[b]),
-                     targets[torch.from_numpy(en_idx[b])], en_idx[b], cfg)
+                     t_en[torch.from_numpy(en_idx[b])], en_idx[b], cfg,
+                     None if t_xx is None else t_xx[torch.from_numpy(xx_idx[b])])
         opt.zero_grad()
         loss.backward()
         opt.step()

@@ -211,3 +211,11 @@ def test_cli_distill_writes_a_loadable_model(tmp_path):
     assert main(args) == 0
     assert SentenceTransformer(str(tmp_path / "student"), device="cpu").encode(["жабц"]).shape == (1, 16)
     assert main(["distill", "--out", str(tmp_path / "x"), "--data-dir", str(tmp_path / "missing")]) == 2
+
+
+def test_own_targets_teach_each_side_the_teachers_view_of_itself() -> None:
+    t_en, t_xx = torch.tensor([[1.0, 0.0], [0.0, 1.0]]), torch.tensor([[0.8, 0.6], [0.6, 0.8]])
+    cfg = D.DistillConfig(contrastive_weight=0.0)
+    assert D._loss(t_en, t_xx, t_en, np.arange(2), cfg, t_xx=t_xx).item() == pytest.approx(0.0)
+    # without own targets both sides learn teacher(English): the translation is 0.4 away per row (squared)
+    assert D._loss(t_en, t_xx, t_en, np.arange(2), cfg).item() == pytest.approx(0.4)
