@@ -128,16 +128,16 @@ class Answers:
     def json(self, article: Article, filters: Filters, key: Hashable, build_id: str) -> Entry:
         related = self.engine.related_to_article(article.id, filters)
         body = related_response(self.engine, article.id, related, filters, build_id).model_dump_json()
-        return self._entry(body.encode(), JSON, key, build_id, article, related)
+        return self._entry(body.encode(), JSON, build_id, article, related)
 
     def fragment(self, article: Article, filters: Filters, key: Hashable, build_id: str,
                  lang: str | None, thumbnails: bool) -> Entry:
         related = self.engine.related_to_article(article.id, filters)
         body = widget.fragment(article.id, related.items, lang or article.lang, thumbnails)
-        return self._entry(body.encode(), HTML, key, build_id, article, related)
+        return self._entry(body.encode(), HTML, build_id, article, related)
 
     @staticmethod
-    def _entry(body: bytes, media_type: str, key: Hashable, build_id: str, article: Article, related: Related) -> Entry:
-        etag = make_etag(build_id, key, article, related.items, related.relaxed)
+    def _entry(body: bytes, media_type: str, build_id: str, article: Article, related: Related) -> Entry:
+        etag = make_etag(body, media_type)
         ids = frozenset([article.id, *(a.id for a, _ in related.items)])
         return Entry(body, media_type, etag, build_id, ids)

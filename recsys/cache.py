@@ -10,14 +10,12 @@ under another index build are never served. Concurrent misses of one key compute
 from __future__ import annotations
 
 import hashlib
-import json
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Hashable, Iterable, Sequence
+from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass
 
-from recsys.store import Article
 
 
 @dataclass(frozen=True)
@@ -32,19 +30,10 @@ class Entry:
     expires: float = 0.0
 
 
-def article_state(article: Article) -> dict[str, object]:
-    """Everything that an answer may show about an article (its whole stored state)."""
-    return article.model_dump(mode="json")
-
-
-def make_etag(build_id: str, key: Hashable, query: Article | None,
-              items: Sequence[tuple[Article, float]], relaxed: Sequence[str]) -> str:
-    """A strong ETag from the index build, the request, the query article and each item's state."""
-    state = [
-        build_id, repr(key), article_state(query) if query else None,
-        [[article_state(a), round(score, 6)] for a, score in items], list(relaxed),
-    ]
-    digest = hashlib.sha256(json.dumps(state, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
+def make_etag(body: bytes, media_type: str) -> str:
+    """A strong ETag: a digest of the representation itself (equal bytes, equal tag; any change to what
+    the answer shows, its index build or its parameters changes the bytes)."""
+    digest = hashlib.sha256(media_type.encode() + b"\n" + body).hexdigest()
     return f'"{digest[:32]}"'
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from recsys.cache import Entry, ResponseCache, etag_matches, make_etag
-from recsys.store import Article
 
 
 def entry(*ids: str, build: str = "b1") -> Entry:
@@ -52,20 +51,15 @@ def test_least_recently_used_entries_go_first() -> None:
     assert len(ResponseCache(max_entries=0, ttl=60)) == 0
 
 
-def test_etag_follows_build_request_and_article_state() -> None:
-    q = Article(id="q", title="Query", lang="uk")
-    item = Article(id="i", title="Item", lang="uk", source="A")
-    base = make_etag("build1", ("json", "q", 5), q, [(item, 0.5)], [])
-    assert base == make_etag("build1", ("json", "q", 5), q, [(item, 0.5)], [])
-    changed = [
-        make_etag("build2", ("json", "q", 5), q, [(item, 0.5)], []),
-        make_etag("build1", ("json", "q", 4), q, [(item, 0.5)], []),
-        make_etag("build1", ("json", "q", 5), q.model_copy(update={"text": "new lead"}), [(item, 0.5)], []),
-        make_etag("build1", ("json", "q", 5), q, [(item.model_copy(update={"source": "B"}), 0.5)], []),
-        make_etag("build1", ("json", "q", 5), q, [(item, 0.4)], []),
-        make_etag("build1", ("json", "q", 5), q, [(item, 0.5)], ["section"]),
-    ]
-    assert base not in changed and len(set(changed)) == len(changed)
+def test_etag_is_a_digest_of_the_representation() -> None:
+    body = b'{"article_id":"q","items":[{"id":"i","source":"A","score":0.5}],"index_build":"b1"}'
+    base = make_etag(body, "application/json")
+    assert base == make_etag(body, "application/json") and base.startswith('"') and len(base) == 34
+    changed = [make_etag(body.replace(b"b1", b"b2"), "application/json"),  # another index build
+               make_etag(body.replace(b'"A"', b'"B"'), "application/json"),  # an item's shown state
+               make_etag(body.replace(b"0.5", b"0.4"), "application/json"),  # its score
+               make_etag(body, "text/html; charset=utf-8")]  # another representation
+    assert len({base, *changed}) == 5
 
 
 def test_if_none_match_comparison() -> None:
