@@ -5,7 +5,7 @@ calibration_fit.fit_half) and measured on the other half. Order of work: fusion 
 story-MRR; then the cross-language dense story threshold, the blend story threshold (ORed with
 it), the related floor (98 % recall of related pairs), and the copy threshold for pairs in two
 languages (1st percentile of translation pairs, raised to keep the story precision on labelled
-dated cross-language pairs within the window and never below the story rules that judge them).
+cross-language pairs not beyond the window, and never below the story rules that judge dated ones).
 The story pair score's own lexical weight is chosen first: the one finding most same-story pairs
 of the fit half at the precision target. The result is recsys/calibration/<model-slug>.json.
 """
@@ -169,7 +169,7 @@ def measure(story: PairTable, related: PairTable, translations: np.ndarray, fit:
            "same_story_cross_language": _pr(said[held & story.cross], story.gold[held & story.cross]),
            "same_story_by_set": {name: _pr(said[held & (story.sets == name)], story.gold[held & (story.sets == name)])
                                  for name in sorted(set(story.sets))}}
-    copy = (story.dense >= chosen["copy_dense_threshold"]) & story.cross & (story.days <= float(chosen["story_window_days"]))
+    copy = (story.dense >= chosen["copy_dense_threshold"]) & story.cross & ~(story.days > float(chosen["story_window_days"]))
     out["copy_on_story_pairs"] = _pr(copy[held], story.gold[held])
     held_tr = translations[~fit]
     out["copy_recall_on_translations"] = {
@@ -212,9 +212,9 @@ def fit_all(sets: Sequence[Encoded], translations: np.ndarray, fit: np.ndarray,
     # reader, while one it wrongly keeps still ranks below every truly related item
     related_fit = cf.threshold_at_recall(cf.blend(related.dense, related.lexical, weight)[related.fit],
                                          related.gold[related.fit], RELATED_RECALL)
-    # the dense copy rule judges only dated pairs in two languages within the window; a copy is one story, so
-    # on those pairs it keeps the story precision and never undercuts the story rules that judge them
-    cross = story.fit & story.cross & (story.days <= window)
+    # the dense copy rule judges only pairs in two languages, never beyond the window; a copy is one story, so
+    # on those pairs it keeps the story precision and never undercuts the story rules that judge dated ones
+    cross = story.fit & story.cross & ~(story.days > window)
     copy_fit = cf.threshold_at_precision(story.dense[cross], story.gold[cross], target)
     floor = max(copy_fit.threshold, *(f.threshold for f in (dense_fit, in_window) if f.reached))
     chosen = {"copy_dense_threshold": _round(fit_copy(translations, fit, floor)),

@@ -133,9 +133,9 @@ def decide(dense: float, lexical: float, knobs: dict, same_identity: bool = Fals
 
     `same_identity`: they share a url/original_url or a normalised headline; `days_apart`: their
     distance in time (NaN when either is undated); `cross_language`: they are in two languages (only
-    then, when both are dated and within the story window, do near-identical vectors mean one text)."""
+    then, and never beyond the story window, do near-identical vectors mean one text)."""
     apart = days_apart > float(knobs.get("story_window_days", math.inf))
-    translated = cross_language and not math.isnan(days_apart) and not apart and dense >= knobs["copy_dense_threshold"]
+    translated = cross_language and not apart and dense >= knobs["copy_dense_threshold"]
     if same_identity or translated:
         return COPY
     if apart:

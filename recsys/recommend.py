@@ -182,11 +182,11 @@ def relations(col: dict[str, np.ndarray], pair_dense: np.ndarray, pair_lexical: 
     links = shared(url, original) | shared(original, original) | shared(url, url)
     days = np.abs(col["ts"][:, None] - col["ts"][None, :]) / DAY  # NaN when either is undated
     apart, dated = days > knobs.story_window_days, ~np.isnan(days)
-    # near-identical vectors mean one text only across languages and close in time (a translation); within
-    # one language two outlets' takes on one event score as high, and undated pairs cannot be placed: the
-    # story rule judges those
+    # near-identical vectors mean one text only across languages (a translation, never published further
+    # apart than one story); within one language two outlets' takes on one event score as high: the story
+    # rule judges those
     translated = (pair_dense >= knobs.copy_dense_threshold) & (col["lang"][:, None] != col["lang"][None, :])
-    translated &= dated & ~apart
+    translated &= ~apart
     copy = links | links.T | shared(col["title"], col["title"]) | translated
     in_window = knobs.story_threshold if knobs.story_threshold_in_window is None else knobs.story_threshold_in_window
     threshold = np.where(dated, in_window, knobs.story_threshold)
