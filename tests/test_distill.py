@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from recsys import distill as D
+from recsys import teacher_cache
 
 WORDS = ("the cat dog house river city news war peace market bank school road car train plane "
          "red green big small old new first last good bad sun rain day night army court").split()
@@ -72,9 +73,9 @@ def runs(tmp_path_factory):
                           cache_dir=root / "cache", langs=("uk", "ru"), heldout_per_lang=20, vocab_size=300,
                           epochs=10, batch_size=32, lr=0.05, contrastive_weight=0.1, seed=3)
     encoded: list[int] = []
-    original = D._teacher_encode
+    original = teacher_cache._teacher_encode
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(D, "_teacher_encode", lambda m, texts, *a: encoded.append(len(texts)) or original(m, texts, *a))
+        mp.setattr(teacher_cache, "_teacher_encode", lambda m, texts, *a: encoded.append(len(texts)) or original(m, texts, *a))
         first = D.distill(cfg)
         calls_first = list(encoded)
         second = D.distill(replace(cfg, out_dir=root / "b"))
