@@ -114,7 +114,7 @@ class Answers:
         key, filters = self.default_key(article_id)
         build_id = self.engine.live.manifest.build_id
         try:
-            self.cache.get_or_compute(key, build_id, lambda b: self.json(self.article(article_id), filters, key, b))
+            self.cache.get_or_compute(key, build_id, lambda b: self.json(article_id, filters, key, b))
         except NotFound:
             pass
 
@@ -125,19 +125,20 @@ class Answers:
             raise NotFound(f"no article with id {article_id!r}" if article_id is not None else f"no article with url {url!r}")
         return article
 
-    def json(self, article: Article, filters: Filters, key: Hashable, build_id: str) -> Entry:
-        related = self.engine.related_to_article(article.id, filters)
-        body = related_response(self.engine, article.id, related, filters, build_id).model_dump_json()
-        return self._entry(body.encode(), JSON, build_id, article, related)
+    def json(self, article_id: str, filters: Filters, key: Hashable, build_id: str) -> Entry:
+        """The JSON block of a stored article (the engine says NotFound when there is none)."""
+        related = self.engine.related_to_article(article_id, filters)
+        body = related_response(self.engine, article_id, related, filters, build_id).model_dump_json()
+        return self._entry(body.encode(), JSON, build_id, article_id, related)
 
     def fragment(self, article: Article, filters: Filters, key: Hashable, build_id: str,
                  lang: str | None, thumbnails: bool) -> Entry:
         related = self.engine.related_to_article(article.id, filters)
         body = widget.fragment(article.id, related.items, lang or article.lang, thumbnails)
-        return self._entry(body.encode(), HTML, build_id, article, related)
+        return self._entry(body.encode(), HTML, build_id, article.id, related)
 
     @staticmethod
-    def _entry(body: bytes, media_type: str, build_id: str, article: Article, related: Related) -> Entry:
+    def _entry(body: bytes, media_type: str, build_id: str, article_id: str, related: Related) -> Entry:
         etag = make_etag(body, media_type)
-        ids = frozenset([article.id, *(a.id for a, _ in related.items)])
+        ids = frozenset([article_id, *(a.id for a, _ in related.items)])
         return Entry(body, media_type, etag, build_id, ids)

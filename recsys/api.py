@@ -155,7 +155,7 @@ def _related_routes(app: FastAPI, settings: Settings, answers: Answers, guard: G
                             fill: bool | None = fill_q) -> Response:
         filters = make_filters(settings, limit, lang_policy, max_age_days, section, exclude, fill)
         key = ("json", "id", article_id, params_key(filters))
-        return await answers.serve(request, key, lambda b: answers.json(answers.article(article_id), filters, key, b))
+        return await answers.serve(request, key, lambda b: answers.json(article_id, filters, key, b))
 
     @app.get("/v1/related", responses={200: answer}, dependencies=read, tags=["related"])
     async def related_by_url(request: Request, url: str = url_q, limit: int | None = limit_q,
@@ -164,7 +164,7 @@ def _related_routes(app: FastAPI, settings: Settings, answers: Answers, guard: G
                              fill: bool | None = fill_q) -> Response:
         filters = make_filters(settings, limit, lang_policy, max_age_days, section, exclude, fill)
         key = ("json", "url", url, params_key(filters))
-        return await answers.serve(request, key, lambda b: answers.json(answers.article(url=url), filters, key, b))
+        return await answers.serve(request, key, lambda b: answers.json(answers.article(url=url).id, filters, key, b))
 
     @app.get("/v1/related/{article_id}/fragment", response_class=HTMLResponse, dependencies=read, tags=["related"])
     async def related_fragment(request: Request, article_id: str, limit: int | None = limit_q,
