@@ -20,7 +20,8 @@ METHOD = """\
   settings, measured once the server has materialised the default block of every article (its
   `/healthz` reports nothing pending; the time it took is `materialize_s`). A cached default
   block is answered by recsys's hot path below FastAPI's routing and validation, which the bare
-  endpoints pass through: that is why shipped recsys can outrun them.
+  endpoints pass through: that is why shipped recsys can outrun them. In cold mode the hot path
+  computes each block itself, on the event loop.
 - **Load.** wrk (an external C program, not Python) runs as a separate process. Its Lua script
   picks a random stored id per request from a list file and counts response statuses per thread
   (printed by its `done` hook). Runs at each connection level use `-t min(2, connections)`,

@@ -99,9 +99,13 @@ class Engine:
             raise NotFound(f"no article with id {article_id!r}")
         self.live.catalog.kill(article_id)
 
+    def in_sync(self) -> bool:
+        """Whether the live index holds every vector in the store (sync would have nothing to add)."""
+        return self.store.max_vid() <= self.live.max_vid
+
     def sync(self) -> int:
         """Append vectors written since the live index was loaded (by this or another process)."""
-        if self.store.max_vid() <= self.live.max_vid:
+        if self.in_sync():
             return 0
         added = 0
         with self._sync_lock:

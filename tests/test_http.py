@@ -57,9 +57,9 @@ def test_related_answers_carry_etag_and_cache_control_and_repeat_requests_get_30
 
 def test_cached_default_blocks_skip_routing_and_answer_exactly_as_the_route(
         client: TestClient, monkeypatch: pytest.MonkeyPatch) -> None:
-    routed = client.get("/v1/related/b1", params={"limit": 3})  # a miss: routed, computed, cached
+    routed = client.get("/v1/related/b1?limit=3&lang_policy=same")  # another shape: routed, computed, cached
     hits = client.app.state.cache.hits
-    again = client.get("/v1/related/b1?limit=3")
+    again = client.get("/v1/related/b1?limit=3")  # the same cache key, found below the routing
     assert client.app.state.cache.hits == hits + 1 and again.content == routed.content
     assert {k: v for k, v in again.headers.items() if k != "date"} == {
         k: v for k, v in routed.headers.items() if k != "date"}
@@ -67,16 +67,25 @@ def test_cached_default_blocks_skip_routing_and_answer_exactly_as_the_route(
     def routed_again(*args: object) -> None:
         raise AssertionError("the route ran")
 
-    monkeypatch.setattr(Answers, "serve", routed_again)  # hits are answered below FastAPI's routing
+    monkeypatch.setattr(Answers, "serve", routed_again)
     assert client.get("/v1/related/b1?limit=3").content == routed.content
     assert client.get("/v1/related/b1?limit=3", headers={"If-None-Match": routed.headers["etag"]}).status_code == 304
     with pytest.raises(AssertionError, match="the route ran"):
         client.get("/v1/related/b1?limit=3&lang_policy=same")  # any other shape is routed
-    with pytest.raises(AssertionError, match="the route ran"):
-        client.get("/v1/related/b1?limit=4")  # a miss is routed
+    computed = client.get("/v1/related/b1?limit=4")  # a miss is computed below the routing too
+    missing = client.get("/v1/related/no-such-id")
+    assert missing.status_code == 404 and missing.json() == {"detail": "no article with id 'no-such-id'"}
+    monkeypatch.setattr(type(client.app.state.engine), "in_sync", lambda self: False)
+    with pytest.raises(AssertionError, match="the route ran"):  # other processes' writes to take in: routed
+        client.get("/v1/related/b2?limit=4")
     monkeypatch.undo()
+    client.app.state.cache.invalidate(["b1"])
+    by_route = client.get("/v1/related/b1?limit=4&lang_policy=same")
+    assert computed.content == by_route.content and computed.headers["etag"] == by_route.headers["etag"]
     assert client.get("/v1/related/b1?limit=0").status_code == 422  # invalid input still meets validation
-    assert 'method="GET",route="/v1/related/{article_id}",status="200"} 3.0' in client.get("/metrics").text
+    metrics = client.get("/metrics").text  # answered below the routing, labelled as the route
+    assert 'method="GET",route="/v1/related/{article_id}",status="200"} 5.0' in metrics
+    assert 'method="GET",route="/v1/related/{article_id}",status="404"} 1.0' in metrics
 
 
 def test_equal_requests_share_one_entry(client: TestClient) -> None:
