@@ -13,6 +13,7 @@ connections with the cache off). Only while the engine has writes of other proce
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Hashable
 
 from starlette.requests import Request
@@ -57,6 +58,7 @@ class HotPath:
         try:
             await self.guard.read(Request(scope))
             if entry is None:
+                await asyncio.sleep(0)  # let the requests already waiting go first: FIFO, not last-in-first-served
                 cache.count_miss()
                 filters = make_filters(self.answers.settings, limit, "same", None, None, None)
                 entry = cache.get_or_compute(key, engine.live.manifest.build_id,
