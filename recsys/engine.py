@@ -105,15 +105,14 @@ class Engine:
 
     def sync(self) -> int:
         """Append vectors written since the live index was loaded (by this or another process)."""
-        if self.in_sync():
-            return 0
         added = 0
+        if self.in_sync():
+            return added
         with self._sync_lock:
             live = self.live
             for rows, matrix in self.store.vector_rows(self.embedder.name, after_vid=live.max_vid):
                 metas, texts = self._metas(rows)
-                weighed = lexical.vectors(texts, live.lexical.idf)
-                appended = live.catalog.append(metas, matrix, weighed)
+                appended = live.catalog.append(metas, matrix, lexical.vectors(texts, live.lexical.idf))
                 live.add(appended, matrix, int(rows[-1]["vid"]))
                 added += len(rows)
         return added
