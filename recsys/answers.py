@@ -97,17 +97,27 @@ class Answers:
         entry = self.cache.get(key, build_id)
         if entry is None:
             entry = await run_in_threadpool(self.cache.get_or_compute, key, build_id, compute)
+        status, headers = self.head(entry, request.headers.get("if-none-match"))
+        if status == 304:
+            return Response(status_code=304, headers=headers)
+        return Response(entry.body, media_type=entry.media_type, headers=headers)
+
+    def head(self, entry: Entry, if_none_match: str | None) -> tuple[int, dict[str, str]]:
+        """Status and headers of a cached answer: 304 when the client's copy (If-None-Match) is current."""
         headers = {"ETag": entry.etag, "Cache-Control": self.cache_control}
         if entry.media_type == HTML:
             headers |= {"Content-Security-Policy": widget.FRAGMENT_CSP, "X-Content-Type-Options": "nosniff"}
-        if etag_matches(request.headers.get("if-none-match"), entry.etag):
-            return Response(status_code=304, headers=headers)
-        return Response(entry.body, media_type=entry.media_type, headers=headers)
+        return (304 if etag_matches(if_none_match, entry.etag) else 200), headers
+
+    @staticmethod
+    def key_by_id(article_id: str, filters: Filters) -> tuple[Hashable, ...]:
+        """Cache key of the JSON block of a stored article by id."""
+        return ("json", "id", article_id, params_key(filters))
 
     def default_key(self, article_id: str) -> tuple[tuple[Hashable, ...], Filters]:
         """Cache key of `GET /v1/related/{id}` with no parameters: the block every article page asks for."""
         filters = make_filters(self.settings, None, "same", None, None, [])
-        return ("json", "id", article_id, params_key(filters)), filters
+        return self.key_by_id(article_id, filters), filters
 
     def materialize(self, article_id: str) -> None:
         """Compute and cache the default block of one article (no-op if it is cached or gone)."""

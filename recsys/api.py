@@ -154,7 +154,7 @@ def _related_routes(app: FastAPI, settings: Settings, answers: Answers, guard: G
                             section: str | None = None, exclude: list[str] | None = exclude_q,
                             fill: bool | None = fill_q) -> Response:
         filters = make_filters(settings, limit, lang_policy, max_age_days, section, exclude, fill)
-        key = ("json", "id", article_id, params_key(filters))
+        key = answers.key_by_id(article_id, filters)
         return await answers.serve(request, key, lambda b: answers.json(article_id, filters, key, b))
 
     @app.get("/v1/related", responses={200: answer}, dependencies=read, tags=["related"])

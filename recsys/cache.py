@@ -87,15 +87,13 @@ class ResponseCache:
             self.hits += count
             return entry
 
-    def count_hit(self) -> None:
-        """Count a hit found by a look that was not counted (the hot path's)."""
+    def count(self, hit: bool) -> None:
+        """Count the outcome of a look that was not counted (the hot path's)."""
         with self._lock:
-            self.hits += 1
-
-    def count_miss(self) -> None:
-        """Count a miss found by a look that was not counted (the hot path's, when it computes the answer)."""
-        with self._lock:
-            self.misses += 1
+            if hit:
+                self.hits += 1
+            else:
+                self.misses += 1
 
     def get_or_compute(self, key: Hashable, build_id: str, compute: Callable[[str], Entry]) -> Entry:
         """The cached entry, else computed once however many threads ask at the same time.

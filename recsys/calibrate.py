@@ -130,6 +130,11 @@ def _fit_positives(t: PairTable, window: float | None) -> int:
     return int(chosen.sum())
 
 
+def copy_judged(t: PairTable, window: float) -> np.ndarray:
+    """Pairs the dense copy rule judges: two languages, not further apart than the story window."""
+    return t.cross & ~(t.days > window)
+
+
 def fit_copy(translations: np.ndarray, fit: np.ndarray, floor: float) -> float:
     """1st percentile of translation-pair cosines (fit half), never below `floor`."""
     low = cf.low_percentile(translations[fit], COPY_PERCENT)
@@ -169,7 +174,7 @@ def measure(story: PairTable, related: PairTable, translations: np.ndarray, fit:
            "same_story_cross_language": _pr(said[held & story.cross], story.gold[held & story.cross]),
            "same_story_by_set": {name: _pr(said[held & (story.sets == name)], story.gold[held & (story.sets == name)])
                                  for name in sorted(set(story.sets))}}
-    copy = (story.dense >= chosen["copy_dense_threshold"]) & story.cross & ~(story.days > float(chosen["story_window_days"]))
+    copy = (story.dense >= chosen["copy_dense_threshold"]) & copy_judged(story, float(chosen["story_window_days"]))
     out["copy_on_story_pairs"] = _pr(copy[held], story.gold[held])
     held_tr = translations[~fit]
     out["copy_recall_on_translations"] = {
@@ -214,7 +219,7 @@ def fit_all(sets: Sequence[Encoded], translations: np.ndarray, fit: np.ndarray,
                                          related.gold[related.fit], RELATED_RECALL)
     # the dense copy rule judges only pairs in two languages, never beyond the window; a copy is one story, so
     # on those pairs it keeps the story precision and never undercuts the story rules that judge dated ones
-    cross = story.fit & story.cross & ~(story.days > window)
+    cross = story.fit & copy_judged(story, window)
     copy_fit = cf.threshold_at_precision(story.dense[cross], story.gold[cross], target)
     floor = max(copy_fit.threshold, *(f.threshold for f in (dense_fit, in_window) if f.reached))
     chosen = {"copy_dense_threshold": _round(fit_copy(translations, fit, floor)),

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
 from tqdm.auto import tqdm
 
-from recsys.embed import DEFAULT_MODEL, MINILM, builtin_model_path
+from recsys.embed import MINILM
 from recsys.measure import top1
 from recsys.teacher_cache import TeacherCache
 from recsys.parallel import (  # noqa: F401 - re-exported for callers of the distill API
@@ -147,8 +147,7 @@ def distill(config: DistillConfig) -> Path:
     if cfg.contrastive_target not in ("teacher", "student"):
         raise ValueError(f"contrastive_target must be 'teacher' or 'student', not {cfg.contrastive_target!r}")
     name = cfg.teacher or MINILM
-    # the builtin multilingual teacher runs through recsys's encoder; the English one is a plain folder
-    teacher = name if name == DEFAULT_MODEL else str(builtin_model_path(name)) if name.startswith("builtin:") else name
+    teacher = name  # a builtin runs through recsys's own encoder (teacher_cache), others load as they are
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
     train, heldout = _training_data(cfg)

@@ -105,9 +105,9 @@ class Engine:
 
     def sync(self) -> int:
         """Append vectors written since the live index was loaded (by this or another process)."""
-        added = 0
         if self.in_sync():
-            return added
+            return 0
+        added = 0
         with self._sync_lock:
             live = self.live
             for rows, matrix in self.store.vector_rows(self.embedder.name, after_vid=live.max_vid):

@@ -14,17 +14,16 @@ connections with the cache off). Only while the engine has writes of other proce
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Hashable
+from collections.abc import Callable
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from recsys.answers import HTML, Answers, make_filters, params_key
-from recsys.cache import Entry, etag_matches
+from recsys.answers import Answers, make_filters
 from recsys.errors import RecsysError
 from recsys.protection import Guard
-from recsys.widget import FRAGMENT_CSP
+from recsys.recommend import Filters
 
 PREFIX = "/v1/related/"
 
@@ -35,19 +34,19 @@ def error_response(exc: RecsysError) -> JSONResponse:
 
 
 class HotPath:
-    """Serve cached `GET /v1/related/{id}[?limit=N]` answers without routing; pass the rest on."""
+    """Serve `GET /v1/related/{id}[?limit=N]` below the routing (cached, else computed); pass the rest on."""
 
     def __init__(self, app: ASGIApp, answers: Answers, guard: Guard, route: Callable[[], object]) -> None:
         self.app, self.answers, self.guard, self._find_route = app, answers, guard, route
         self._route: object | None = None
-        self._keys: dict[bytes, tuple[Hashable, ...]] = {}
-        self._cache_control = answers.cache_control.encode()
+        self._filters: dict[bytes, Filters] = {}  # by query string: an empty one or a lone limit=N
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         target = self._target(scope) if scope["type"] == "http" and scope["method"] == "GET" else None
         if target is None:
             return await self.app(scope, receive, send)
-        key, article_id, limit = target
+        article_id, filters = target
+        key = self.answers.key_by_id(article_id, filters)
         cache, engine = self.answers.cache, self.answers.engine
         entry = cache.get(key, engine.live.manifest.build_id, count=False)
         if entry is None and not engine.in_sync():
@@ -57,34 +56,33 @@ class HotPath:
         scope["route"] = self._route  # metrics label it like the routed request
         try:
             await self.guard.read(Request(scope))
+            cache.count(hit=entry is not None)
             if entry is None:
                 await asyncio.sleep(0)  # let the requests already waiting go first: FIFO, not last-in-first-served
-                cache.count_miss()
-                filters = make_filters(self.answers.settings, limit, "same", None, None, None)
                 entry = cache.get_or_compute(key, engine.live.manifest.build_id,
                                              lambda build: self.answers.json(article_id, filters, key, build))
-            else:
-                cache.count_hit()
         except RecsysError as exc:
             return await error_response(exc)(scope, receive, send)
-        await self._send(scope, send, entry)
+        status, headers = self.answers.head(entry, _header(scope, b"if-none-match"))
+        raw = [(name.lower().encode(), value.encode()) for name, value in headers.items()]
+        if status == 200:
+            raw += [(b"content-type", entry.media_type.encode()), (b"content-length", str(len(entry.body)).encode())]
+        await send({"type": "http.response.start", "status": status, "headers": raw})
+        await send({"type": "http.response.body", "body": entry.body if status == 200 else b""})
 
-    def _target(self, scope: Scope) -> tuple[tuple[Hashable, ...], str, int | None] | None:
-        """(cache key, article id, limit) of a `GET /v1/related/{id}[?limit=N]`; None for anything else."""
+    def _target(self, scope: Scope) -> tuple[str, Filters] | None:
+        """(article id, the route's filters) of a `GET /v1/related/{id}[?limit=N]`; None for anything else."""
         path: str = scope["path"]
         article_id = path[len(PREFIX):]
         if not path.startswith(PREFIX) or not article_id or "/" in article_id:
             return None
-        query = scope.get("query_string") or b""
-        params = self._params_key(query)
-        if params is None:
-            return None
-        return ("json", "id", article_id, params), article_id, (int(query.partition(b"=")[2]) if query else None)
+        filters = self._filters_of(scope.get("query_string") or b"")
+        return None if filters is None else (article_id, filters)
 
-    def _params_key(self, query: bytes) -> tuple[Hashable, ...] | None:
-        """The route's normalised parameters for an empty query or a lone `limit=N`; None otherwise."""
-        known = self._keys.get(query)
-        if known is not None or len(self._keys) > 256:
+    def _filters_of(self, query: bytes) -> Filters | None:
+        """The route's filters for an empty query or a lone `limit=N`; None otherwise."""
+        known = self._filters.get(query)
+        if known is not None or len(self._filters) > 256:
             return known
         limit: int | None = None
         if query:
@@ -92,20 +90,8 @@ class HotPath:
             if name != b"limit" or not value.isdigit() or len(value) > 4 or int(value) < 1:
                 return None
             limit = int(value)
-        self._keys[query] = params_key(make_filters(self.answers.settings, limit, "same", None, None, None))
-        return self._keys[query]
-
-    async def _send(self, scope: Scope, send: Send, entry: Entry) -> None:
-        headers = [(b"etag", entry.etag.encode()), (b"cache-control", self._cache_control)]
-        if entry.media_type == HTML:  # never for this route today; kept in step with Answers.serve
-            headers += [(b"content-security-policy", FRAGMENT_CSP.encode()), (b"x-content-type-options", b"nosniff")]
-        if etag_matches(_header(scope, b"if-none-match"), entry.etag):
-            await send({"type": "http.response.start", "status": 304, "headers": headers})
-            await send({"type": "http.response.body", "body": b""})
-            return
-        headers += [(b"content-type", entry.media_type.encode()), (b"content-length", str(len(entry.body)).encode())]
-        await send({"type": "http.response.start", "status": 200, "headers": headers})
-        await send({"type": "http.response.body", "body": entry.body})
+        self._filters[query] = make_filters(self.answers.settings, limit, "same", None, None, None)
+        return self._filters[query]
 
 
 def _header(scope: Scope, name: bytes) -> str | None:
