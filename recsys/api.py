@@ -20,7 +20,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 from pydantic import BaseModel, Field
 
 from recsys import demo, widget
-from recsys.answers import Answers, RelatedResponse, make_filters, params_key, related_response
+from recsys.answers import JSON, Answers, RelatedResponse, make_filters, params_key, related_body
 from recsys.cache import ResponseCache, etag_matches
 from recsys.engine import Engine, open_engine
 from recsys.errors import InvalidInput, RecsysError
@@ -190,13 +190,14 @@ def _related_routes(app: FastAPI, settings: Settings, answers: Answers, guard: G
         return await answers.serve(request, key, lambda b: answers.fragment(
             answers.article(url=url), filters, key, b, lang, thumbnails))
 
-    @app.post("/v1/related", response_model=RelatedResponse, dependencies=read, tags=["related"])
-    def related_to_draft(draft: DraftRequest) -> RelatedResponse:
+    @app.post("/v1/related", response_model=RelatedResponse, response_class=Response, dependencies=read,
+              tags=["related"])
+    def related_to_draft(draft: DraftRequest) -> Response:
         filters = make_filters(settings, draft.limit, draft.lang_policy, draft.max_age_days, draft.section,
                                draft.exclude, draft.fill)
         lang = draft.lang or parse_article({"id": "draft", "title": draft.title or draft.text}).lang
         related = engine.related_to_draft(draft.title, draft.text, lang, filters, url=draft.url)
-        return related_response(engine, None, related, filters)
+        return Response(related_body(engine, None, related, filters), media_type=JSON)
 
 
 def _article_routes(app: FastAPI, settings: Settings, answers: Answers, guard: Guard) -> None:

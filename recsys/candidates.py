@@ -58,7 +58,7 @@ def pool(snap: Snapshot, rows: np.ndarray, dense: np.ndarray, vectors: QueryVect
         fresh = earlier.rows[order][at] != rows
         lex[~fresh] = earlier.lexical[order][at[~fresh]]
     if fresh.any():
-        lex[fresh] = lexical.dot_rows(snap.lexical.take(rows[fresh]), vectors.lexical)
+        lex[fresh] = snap.lexical.dot(rows[fresh], vectors.lexical)
 
     def pairs(positions: np.ndarray) -> tuple[np.ndarray, LexicalAt]:
         vec = snap.vectors[rows[positions]]
@@ -118,7 +118,7 @@ def relevance_of(snap: Snapshot, rows: list[int], vectors: QueryVectors, knobs: 
         return []
     picked = np.array(rows)
     dense = snap.vectors[picked] @ vectors.dense
-    lex = lexical.dot_rows(snap.lexical.take(picked), vectors.lexical)
+    lex = snap.lexical.dot(picked, vectors.lexical)
     return [float(x) for x in blend(dense, lex, knobs.lexical_weight)]
 
 

@@ -111,6 +111,12 @@ class LexicalRows:
                                np.concatenate([p.indices for p in parts]), np.concatenate([p.data for p in parts]))
         return stacked.take(np.argsort(np.concatenate(order)))
 
+    def dot(self, rows: np.ndarray, query: sparse.csr_matrix | lexical.Rows) -> np.ndarray:
+        """Each row's lexical similarity to a query row."""
+        if len(self.chunks) == 1 and len(self.starts) == 1:
+            return lexical.dot_at(self.chunks[0], rows, query)
+        return lexical.dot_rows(self.take(rows), query)
+
     def matrix(self) -> sparse.csr_matrix:
         return sparse.vstack(self.chunks).tocsr() if self.chunks else sparse.csr_matrix((0, lexical.N_FEATURES))
 

@@ -25,7 +25,7 @@ from recsys.embed import Embedder, content_hash, load_embedder
 from recsys.errors import InvalidInput, NotFound
 from recsys.recommend import Filters, Pool, Query, blend, eligible, rank
 from recsys.settings import Settings
-from recsys.store import Article, Store
+from recsys.store import Article, Headline, Store
 from recsys.thresholds import ranking_from
 
 log = logging.getLogger(__name__)
@@ -54,7 +54,7 @@ class Block:
 class Related:
     """A block plus how it was produced: why each item is there, and what collapsed into it."""
 
-    items: list[tuple[Article, float]]
+    items: list[tuple[Headline, float]]
     relaxed: list[str]
     candidates_seen: int
     reasons: list[str]
@@ -166,8 +166,11 @@ class Engine:
         return idx.LiveIndex(saved.index, saved.manifest, catalog, by_lang, self.params, saved.stats)
 
     # -- reads ------------------------------------------------------------------------------
-    def related_to_article(self, article_id: str, filters: Filters, now_ts: float | None = None) -> Related:
-        self.sync()
+    def related_to_article(self, article_id: str, filters: Filters, now_ts: float | None = None,
+                           synced: bool = False) -> Related:
+        """The block of a stored article; `synced`: the caller has just seen `in_sync()` true."""
+        if not synced:
+            self.sync()
         catalog = self.live.catalog
         row = catalog.row_of_id.get(article_id)
         if row is not None:
@@ -194,9 +197,9 @@ class Engine:
         return self._related(self._vectors_of_text(embedded), query, filters)
 
     def _query_of(self, article: Article, now_ts: float | None, text_key: int) -> Query:
-        ts = article.published_ts
-        return Query(-1, self.live.catalog.code_of("lang", article.lang), ts if ts is not None else _now(now_ts),
-                     (key_of(article.url), key_of(article.original_url)), text_key)
+        ts, lang = article.published_ts, self.live.catalog.code_of("lang", article.lang)
+        keys = (key_of(article.url), key_of(article.original_url))
+        return Query(-1, lang, _now(now_ts) if ts is None else ts, keys, text_key)
 
     def _vectors_of_row(self, row: int) -> cand.QueryVectors:
         snap = self.live.catalog.snapshot()
@@ -211,7 +214,7 @@ class Engine:
         for _ in range(3):
             block = self._block(vectors, query, filters)
             vids = self.live.catalog.snapshot().col["vid"]
-            found = self.store.articles_by_vid([int(vids[r]) for r in block.rows])
+            found = self.store.headlines_by_vid([int(vids[r]) for r in block.rows])
             missing = [r for r in block.rows if int(vids[r]) not in found]
             if not missing:
                 break

@@ -60,7 +60,8 @@ class HotPath:
             if entry is None:
                 await asyncio.sleep(0)  # let the requests already waiting go first: FIFO, not last-in-first-served
                 entry = cache.get_or_compute(key, engine.live.manifest.build_id,
-                                             lambda build: self.answers.json(article_id, filters, key, build))
+                                             lambda build: self.answers.json(article_id, filters, key, build,
+                                                                             synced=True))
         except RecsysError as exc:
             return await error_response(exc)(scope, receive, send)
         status, headers = self.answers.head(entry, _header(scope, b"if-none-match"))

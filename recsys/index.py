@@ -62,7 +62,7 @@ class IndexParams:
 
     hnsw_threshold: int = 50_000
     hnsw_m: int = 32
-    ef_search: int = 128
+    ef_search: int = 64
 
 
 def new_index(dimension: int, expected_count: int, params: IndexParams) -> faiss.Index:

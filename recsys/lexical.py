@@ -214,6 +214,26 @@ def dot_rows(rows: sparse.csr_matrix | Rows, query: sparse.csr_matrix | Rows) ->
     return np.where(np.diff(rows.indptr) > 0, sums, 0.0)
 
 
+def dot_at(matrix: sparse.csr_matrix | Rows, positions: np.ndarray, query: sparse.csr_matrix | Rows) -> np.ndarray:
+    """`dot_rows(take_rows(matrix, positions), query)` without gathering the rows first."""
+    positions = np.asarray(positions, dtype=np.int64)
+    starts = matrix.indptr[positions].astype(np.int64)
+    lengths = matrix.indptr[positions + 1] - starts
+    ends = np.cumsum(lengths)
+    if not len(query.indices) or not len(ends) or not ends[-1]:
+        return np.zeros(len(positions))
+    offsets = ends - lengths
+    at = np.arange(ends[-1], dtype=np.int64) + np.repeat(starts - offsets, lengths)
+    slots = _query_slots()
+    slots[query.indices] = query.data
+    try:
+        hits = slots[matrix.indices[at]] * matrix.data[at]
+    finally:
+        slots[query.indices] = 0.0
+    sums = np.add.reduceat(np.append(hits, 0.0).astype(np.float64), offsets)
+    return np.where(lengths > 0, sums, 0.0)
+
+
 def similarities(query: str, texts: Sequence[str], idf: np.ndarray) -> np.ndarray:
     """Cosine of each text to the query."""
     rows = vectors([query, *texts], idf)

@@ -11,7 +11,7 @@ newest items is the engine's job and is marked as such.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -137,24 +137,27 @@ def recency(ts: np.ndarray, anchor_ts: float, knobs: Ranking) -> np.ndarray:
 
 def same_text(col: dict[str, np.ndarray], keys: tuple[int, ...]) -> np.ndarray:
     """Rows that are the article with these url keys, or a translation sharing its original."""
-    wanted = np.array([k for k in keys if k], dtype=np.int64)
-    if not len(wanted):
-        return np.zeros(len(col["url"]), dtype=bool)
-    return np.isin(col["url"], wanted) | np.isin(col["original"], wanted)
+    out = np.zeros(len(col["url"]), dtype=bool)
+    for key in keys:  # one or two keys: plain comparisons beat np.isin's sorting on a request's few rows
+        if key:
+            out |= (col["url"] == key) | (col["original"] == key)
+    return out
 
 
 def eligible(query: Query, pool: Pool, filters: Filters, excluded_rows: np.ndarray, lang_codes: tuple[int, ...] | None,
              section: int | None) -> np.ndarray:
     """Mask of candidates that may be shown: not the article in any language, not excluded, filters met."""
     col = pool.col
-    ok = col["alive"] & (pool.rows != query.row) & ~np.isin(pool.rows, excluded_rows)
+    ok = col["alive"] & (pool.rows != query.row)
+    if len(excluded_rows):
+        ok &= ~np.isin(pool.rows, excluded_rows)
     ok &= ~same_text(col, query.keys)
     if query.text_key:
         ok &= col["text"] != query.text_key
     if filters.published_before is not None:
         ok &= col["ts"] < filters.published_before  # NaN compares False: undated items have no replay time
     if lang_codes is not None:
-        ok &= np.isin(col["lang"], lang_codes)
+        ok &= col["lang"] == lang_codes[0] if len(lang_codes) == 1 else np.isin(col["lang"], lang_codes)
     if section is not None:
         ok &= col["section"] == section
     if filters.max_age_days is not None:
@@ -204,6 +207,9 @@ def relations(col: dict[str, np.ndarray], pair_dense: np.ndarray, pair_lexical: 
     return copy, copy | (close & ~apart)
 
 
+STORY_COLUMNS = ("url", "original", "title", "ts", "lang")  # what `relations` reads
+
+
 def collapse(order: list[int], pool: Pool, knobs: Ranking, reader_lang: int, limit: int) -> list[tuple[int, list[int]]]:
     """Groups (shown position, other positions) in rank order, one per story, at most `limit`.
 
@@ -221,23 +227,54 @@ def collapse(order: list[int], pool: Pool, knobs: Ranking, reader_lang: int, lim
         batch = order[start : start + chunk]
         start += chunk
         positions = np.array(leaders + batch)
-        local = {p: i for i, p in enumerate(positions.tolist())}
-        copy, story = relations({k: v[positions] for k, v in pool.col.items()}, *pool.pairs(positions), knobs)
-        for i in batch:
-            home = next((lead for lead in leaders if story[local[i], local[lead]]), None)
-            if home is not None:
-                members[home].append(i)
-                if copy[local[i], local[home]]:
-                    copies[home].append(i)
-            elif len(leaders) < limit:
-                leaders.append(i)
-                members[i], copies[i] = [], []
-    newest_first = -np.nan_to_num(pool.col["ts"], nan=-np.inf)
-    groups = []
-    for lead in leaders:
-        shown = min([lead, *copies[lead]], key=lambda c: (pool.col["lang"][c] != reader_lang, newest_first[c]))
-        groups.append((shown, [m for m in [lead, *members[lead]] if m != shown]))
-    return groups
+        copy, story = relations({k: pool.col[k][positions] for k in STORY_COLUMNS}, *pool.pairs(positions), knobs)
+        known = len(leaders)
+        for lead, joined in _leaders_of_batch(story, known, len(batch), limit):
+            leader = int(positions[lead])
+            if leader not in members:
+                leaders.append(leader)
+                members[leader], copies[leader] = [], []
+            for j in joined:  # batch items whose best-ranked same-story leader this is, in rank order
+                members[leader].append(batch[j])
+                if copy[known + j, lead]:
+                    copies[leader].append(batch[j])
+    return [_shown_copy(lead, members[lead], copies[lead], pool, reader_lang) for lead in leaders]
+
+
+def _leaders_of_batch(story: np.ndarray, known: int, size: int, limit: int) -> Iterator[tuple[int, list[int]]]:
+    """(leader's local position, batch offsets that join it) for the leaders already `known`
+    (positions 0..known-1) and the new ones the batch brings, in rank order, until `limit` leaders.
+
+    Each leader claims the later batch items of its story that no better-ranked leader claimed:
+    the same result as comparing every item with every leader in turn, with a loop over leaders
+    instead of items."""
+    home = np.full(size, -1)
+    claims = story[known:, :known] if known else None
+    for lead in range(known):
+        claim = claims[:, lead] & (home < 0)
+        home[claim] = lead
+        yield lead, np.flatnonzero(claim).tolist()
+    count, j = known, 0
+    while count < limit and j < size:
+        free = np.flatnonzero(home[j:] < 0)
+        if not len(free):
+            break
+        j += int(free[0])
+        home[j] = known + j
+        later = story[known + j, known + j + 1 :] & (home[j + 1 :] < 0)
+        home[j + 1 :][later] = known + j
+        count += 1
+        yield known + j, (j + 1 + np.flatnonzero(later)).tolist()
+        j += 1
+
+
+def _shown_copy(lead: int, members: list[int], copies: list[int], pool: Pool, reader_lang: int) -> tuple[int, list[int]]:
+    """(the group's shown position, the others): the leader, or its copy in the reader's language, then the newer."""
+    if not copies:
+        return lead, members
+    lang, ts = pool.col["lang"], pool.col["ts"]
+    shown = min([lead, *copies], key=lambda c: (lang[c] != reader_lang, np.inf if np.isnan(ts[c]) else -ts[c]))
+    return shown, [m for m in [lead, *members] if m != shown]
 
 
 def rank(query: Query, pool: Pool, filters: Filters, knobs: Ranking, ok: np.ndarray) -> Ranked:

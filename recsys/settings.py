@@ -36,13 +36,13 @@ class Settings(BaseSettings):
 
     hnsw_threshold: int = Field(default=50_000, ge=1, description="exact search below, HNSW at or above")
     hnsw_m: int = Field(default=16, ge=4)
-    hnsw_ef_search: int = Field(default=128, ge=8)
+    hnsw_ef_search: int = Field(default=64, ge=8)
     faiss_threads: int = Field(default=1, ge=1, description="OpenMP threads for FAISS in the service")
     keep_builds: int = Field(default=2, ge=1, description="index builds kept on disk")
 
     default_limit: int = Field(default=5, ge=1)
     max_limit: int = Field(default=50, ge=1)
-    min_candidates: int = Field(default=50, ge=1, description="first over-fetch from FAISS")
+    min_candidates: int = Field(default=24, ge=1, description="first over-fetch from FAISS")
     max_candidates: int = Field(default=400, ge=1, description="deepest over-fetch before relaxing")
     copy_dense_threshold: float | None = Field(
         default=None, ge=0.0, le=2.0, description="dense cosine at which two items in two languages are one text (a translation); "

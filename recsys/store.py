@@ -11,6 +11,7 @@ import json
 import sqlite3
 import threading
 from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from datetime import date, datetime, timezone
 from pathlib import Path
 
@@ -109,12 +110,22 @@ def _row_to_article(row: sqlite3.Row) -> Article:
 RANKING_COLUMNS = "a.id, a.lang, a.published_ts, a.section, a.url, a.original_url, a.title, a.text, a.source, a.content_hash"
 
 
-def _trusted_article(row: sqlite3.Row) -> Article:
-    data = {name: row[name] for name in FIELDS}
-    data["tags"] = json.loads(data["tags"] or "[]")
-    published = data["published_at"]
-    data["published_at"] = datetime.fromisoformat(published) if published else None
-    return Article.model_construct(**data)
+HEADLINE_COLUMNS = "id, url, title, source, lang, published_at, section, image_url, original_source"
+
+
+@dataclass(frozen=True, slots=True)
+class Headline:
+    """What a related block shows of a stored article (the fields of the answer's items)."""
+
+    id: str
+    url: str | None
+    title: str
+    source: str | None
+    lang: str
+    published_at: datetime | None
+    section: str | None
+    image_url: str | None
+    original_source: str | None
 
 
 def _as_blob(vector: np.ndarray) -> bytes:
@@ -245,16 +256,18 @@ class Store:
                 out[row["vid"]] = row
         return out
 
-    def articles_by_vid(self, vids: Sequence[int]) -> dict[int, Article]:
-        """The articles currently indexed under these vids (stale or deleted vids are absent).
-
-        Rows were validated when written, so they are not validated again on this hot path."""
+    def headlines_by_vid(self, vids: Sequence[int]) -> dict[int, Headline]:
+        """What blocks show of the articles currently indexed under these vids (stale or deleted vids
+        are absent). Only the shown columns are read, and rows validated when written are not
+        validated again: this is the one database read of a related request."""
         vids = [int(v) for v in vids]
         if not vids:
             return {}
         marks = ",".join("?" * len(vids))
-        rows = self._query(f"SELECT * FROM articles WHERE vid IN ({marks})", vids)
-        return {row["vid"]: _trusted_article(row) for row in rows}
+        rows = self._query(f"SELECT vid, {HEADLINE_COLUMNS} FROM articles WHERE vid IN ({marks})", vids)
+        return {row[0]: Headline(row[1], row[2], row[3], row[4], row[5],
+                                 datetime.fromisoformat(row[6]) if row[6] else None, row[7], row[8], row[9])
+                for row in rows}
 
     def max_vid(self) -> int:
         return self._query("SELECT COALESCE(MAX(vid), 0) FROM vectors")[0][0]

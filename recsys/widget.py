@@ -13,7 +13,7 @@ from html import escape
 from importlib import resources
 from urllib.parse import urlsplit
 
-from recsys.store import Article
+from recsys.store import Headline
 
 HEADINGS = {"uk": "Читайте також", "ru": "Читайте также", "en": "Related stories"}
 DEFAULT_LANG = "uk"
@@ -57,7 +57,7 @@ def safe_url(url: str | None) -> str | None:
     return url.strip() if parts.scheme in ("http", "https") and parts.netloc else None
 
 
-def _item(article: Article, position: int, origin_id: str, lang: str | None, thumbnails: bool) -> str:
+def _item(article: Headline, position: int, origin_id: str, lang: str | None, thumbnails: bool) -> str:
     href = safe_url(article.url)
     image = safe_url(article.image_url) if thumbnails else None
     thumb = f'<img class="recsys__thumb" src="{escape(image)}" alt="" loading="lazy">' if image else ""
@@ -74,7 +74,7 @@ def _item(article: Article, position: int, origin_id: str, lang: str | None, thu
     return f'<li class="recsys__item">{link}{outlet}{date}</li>'
 
 
-def fragment(origin_id: str, items: list[tuple[Article, float]], lang: str | None, thumbnails: bool = False) -> str:
+def fragment(origin_id: str, items: list[tuple[Headline, float]], lang: str | None, thumbnails: bool = False) -> str:
     """The block for `origin_id`: a labelled region holding a heading and a list of links ('' when empty)."""
     if not items:
         return ""

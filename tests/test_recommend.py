@@ -8,7 +8,7 @@ import pytest
 from recsys.catalog import headline_key, key_of
 from recsys.errors import InvalidInput
 from recsys.recommend import (
-    DAY, Filters, Pool, Query, Ranking, blend, collapse, eligible, fuse, rank, recency, relations,
+    DAY, Filters, Pool, Query, Ranking, _leaders_of_batch, blend, collapse, eligible, fuse, rank, recency, relations,
 )
 
 NOW = 1_800_000_000.0
@@ -162,6 +162,31 @@ def test_collapse_compares_with_the_leader_only_and_stops_when_the_block_is_full
     # 2 resembles 1 but not the leader 0: chaining would merge two stories
     assert collapse([0, 1, 2, 3], pool, knobs, UK, limit=5) == [(0, [1]), (2, []), (3, [])]
     assert collapse([0, 1, 2, 3], pool, knobs, UK, limit=2) == [(0, [1]), (2, [])]
+
+
+def _leaders_by_comparing_each_item(story: np.ndarray, known: int, size: int, limit: int) -> dict[int, list[int]]:
+    """The rule stated plainly: each batch item, in rank order, joins its best-ranked same-story leader,
+    or leads a new group while the block has room."""
+    leaders, joined = list(range(known)), {lead: [] for lead in range(known)}
+    for j in range(size):
+        home = next((lead for lead in leaders if story[known + j, lead]), None)
+        if home is not None:
+            joined[home].append(j)
+        elif len(leaders) < limit:
+            leaders.append(known + j)
+            joined[known + j] = []
+    return joined
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_leaders_of_batch_match_comparing_each_item_with_each_leader(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    known, size = int(rng.integers(0, 4)), int(rng.integers(1, 30))
+    upper = np.triu(rng.random((known + size, known + size)) < rng.uniform(0.05, 0.5), 1)
+    story = upper | upper.T | np.eye(known + size, dtype=bool)
+    limit = known + int(rng.integers(0, 8))
+    got = {lead: joined for lead, joined in _leaders_of_batch(story, known, size, limit)}
+    assert got == _leaders_by_comparing_each_item(story, known, size, limit)
 
 
 def test_no_collapse_when_turned_off() -> None:

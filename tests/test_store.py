@@ -43,8 +43,8 @@ def test_new_vector_gets_new_vid_and_old_vid_stops_resolving(tmp_path: Path) -> 
     store.upsert([(art(title="Новий заголовок"), "h2", vec(2))], "m")
     second = store.max_vid()
     assert second > first
-    assert store.articles_by_vid([first]) == {} and store.rows_by_vid([first], "m") == {}
-    resolved = store.articles_by_vid([first, second])
+    assert store.headlines_by_vid([first]) == {} and store.rows_by_vid([first], "m") == {}
+    resolved = store.headlines_by_vid([first, second])
     assert list(resolved) == [second] and resolved[second].title == "Новий заголовок"
     assert resolved[second].published_at == art().published_at  # read back without validation, same values
     assert list(store.rows_by_vid([first, second], "m")) == [second] and store.rows_by_vid([second], "x") == {}
@@ -58,7 +58,7 @@ def test_delete_removes_article_and_vector(tmp_path: Path) -> None:
     vid_a = store.max_vid() - 1
     assert store.delete("a") is True and store.delete("a") is False
     assert store.get("a") is None and store.count() == 1
-    assert store.articles_by_vid([vid_a]) == {}
+    assert store.headlines_by_vid([vid_a]) == {}
     assert [len(rows) for rows, _ in store.vector_rows("m")] == [1]
 
 
