@@ -197,9 +197,8 @@ class Engine:
         return self._related(self._vectors_of_text(embedded), query, filters)
 
     def _query_of(self, article: Article, now_ts: float | None, text_key: int) -> Query:
-        ts, lang = article.published_ts, self.live.catalog.code_of("lang", article.lang)
-        keys = (key_of(article.url), key_of(article.original_url))
-        return Query(-1, lang, _now(now_ts) if ts is None else ts, keys, text_key)
+        ts, keys = article.published_ts, (key_of(article.url), key_of(article.original_url))
+        return Query(-1, self.live.catalog.code_of("lang", article.lang), _now(now_ts) if ts is None else ts, keys, text_key)
 
     def _vectors_of_row(self, row: int) -> cand.QueryVectors:
         snap = self.live.catalog.snapshot()

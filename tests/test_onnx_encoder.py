@@ -93,6 +93,15 @@ def test_order_is_kept_across_length_sorted_batches(fp32: OnnxSentenceEncoder, i
         assert np.sum(together * alone, axis=1).min() >= (0.9999 if encoder is fp32 else 0.99)
 
 
+def test_int8_vector_of_a_text_does_not_depend_on_its_batch(int8: OnnxSentenceEncoder) -> None:
+    # dynamic quantisation scales activations per run: batch-mates would shift a text's vector
+    texts = SENTENCES[:12]
+    alone = np.stack([int8.encode(t) for t in texts])
+    for batch_size in (4, 12):
+        np.testing.assert_allclose(int8.encode(texts, batch_size=batch_size), alone, rtol=0, atol=1e-6)
+    np.testing.assert_allclose(int8.encode(texts[::-1], batch_size=5)[::-1], alone, rtol=0, atol=1e-6)
+
+
 def test_empty_single_and_very_long_inputs(int8: OnnxSentenceEncoder, st_model) -> None:  # noqa: ANN001
     assert int8.encode([]).shape == (0, 384)
     assert int8.encode("Львів відкрив нову трамвайну лінію").shape == (384,)
