@@ -18,7 +18,7 @@ def add_model_commands(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_distill(args: argparse.Namespace, settings: Settings) -> int:
-    from recsys.distill import DistillConfig, distill
+    from recsys.distill import DistillConfig, distill, whiten_student
 
     langs = tuple(x.strip() for x in args.langs.split(",") if x.strip())
     origins = tuple(x.strip() for x in args.origins.split(",")) if args.origins else None
@@ -27,11 +27,16 @@ def cmd_distill(args: argparse.Namespace, settings: Settings) -> int:
         max_pairs_per_lang=args.max_pairs or None, epochs=args.epochs, contrastive_weight=args.contrastive_weight,
         seed=args.seed, vocab_size=args.vocab_size, heldout_per_lang=args.heldout,
         exclude_eval=Path(args.exclude_eval) if args.exclude_eval else None, own_targets=args.targets == "own",
-        **({"cache_dir": Path(args.cache_dir)} if args.cache_dir else {}),
+        whiten=args.whiten, **({"cache_dir": Path(args.cache_dir)} if args.cache_dir else {}),
     )
     if not config.data_dir.is_dir():
         raise InvalidInput(f"{config.data_dir}: no such folder of train.en-XX.tsv.gz files")
-    print(distill(config))
+    if args.whiten_only:
+        if not (Path(args.whiten_only) / "modules.json").exists() or not args.whiten:
+            raise InvalidInput(f"--whiten-only {args.whiten_only}: needs a student folder and --whiten STRENGTH > 0")
+        print(whiten_student(args.whiten_only, config.out_dir, config, strength=args.whiten))
+    else:
+        print(distill(config))
     return 0
 
 
@@ -54,6 +59,9 @@ def _add_distill(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--cache-dir", help="teacher embedding cache (default ~/.cache/recsys/distill)")
     p.add_argument("--exclude-eval", help="shared data folder whose evaluation sentences (stsb dev/test, "
                    "paraphraser_ru) are kept out of training, e.g. ../shared/data")
+    p.add_argument("--whiten", type=float, default=0.0, help="after training, damp the student's dominant directions "
+                   "with this strength (0 off, 1 full whitening; the shipped student uses 0.5)")
+    p.add_argument("--whiten-only", metavar="STUDENT", help="no training: whiten this existing student into --out")
     p.set_defaults(func=cmd_distill)
 
 

@@ -61,6 +61,10 @@ class DistillConfig:
     teacher_bf16: bool = False  # autocast the teacher to bfloat16 (faster on CPUs with AVX512-BF16)
     own_targets: bool = False  # student(translation) learns teacher(translation), not teacher(English): for a
     # multilingual teacher, whose own view of each language is what the student should inherit
+    whiten: float = 0.0  # after training, bake a partial whitening of strength `whiten` (0 = off, 1 = full; 0.5 is
+    # what docs/students measured) of the student's sentence vectors into its token table: see whiten_weights
+    whiten_center: bool = True  # subtract the mean sentence vector first
+    whiten_sample: int = 24_000  # training sentences the mean and covariance are taken from
 
 
 def train_tokenizer(texts: Sequence[str], vocab_size: int) -> Tokenizer:
@@ -188,8 +192,65 @@ def distill(config: DistillConfig) -> Path:
                       rng.permutation(len(train)), f"distill epoch {epoch + 1}/{cfg.epochs}")
         history.append({"epoch": epoch + 1, "loss": loss, **evaluate()})
         log.info("epoch %d: %s", epoch + 1, history[-1])
-    return _save(cfg, teacher, tok, weight.detach(), {"train_pairs": len(train), "heldout_pairs": len(heldout),
-                                                       "history": history})
+    final = weight.detach()
+    if cfg.whiten > 0:
+        n_en, n_all = len(en_texts), len(en_texts) + len(xx_texts)
+        sample = np.sort(rng.choice(n_all, min(cfg.whiten_sample, n_all), replace=False))
+        parts = [(en_packed, sample[sample < n_en]), (xx_packed, sample[sample >= n_en] - n_en)]
+        vectors = torch.cat([_bag(final, packed, idx) for packed, idx in parts if len(idx)]).numpy()
+        final = whiten_weights(final, vectors, cfg.whiten, cfg.whiten_center)
+        weight.data = final
+        history.append({"epoch": "whitened", **evaluate()})
+        log.info("whitened (strength %s): %s", cfg.whiten, history[-1])
+    return _save(cfg, teacher, tok, final, {"train_pairs": len(train), "heldout_pairs": len(heldout),
+                                            "history": history})
+
+
+def whiten_weights(weight: torch.Tensor, vectors: np.ndarray, strength: float, center: bool = True) -> torch.Tensor:
+    """Token table W' = (W - mu) V diag((s / s_max) ** -strength) V^T, rescaled to W's largest row norm.
+
+    mu, V, s: mean, principal axes and singular values of the unit-normalised sentence vectors ``vectors`` (mean
+    token vectors of training sentences). Mean pooling is linear, so every sentence's vector becomes exactly
+    (v - mu) M: the student's dominant directions are damped, which lifts STS (docs/students/README.md). The
+    rescale is one global factor (cosines unchanged) that keeps the table inside float16's range."""
+    x = np.asarray(vectors, dtype=np.float64)
+    x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+    mu = x.mean(0) if center else np.zeros(x.shape[1])
+    _, s, vt = np.linalg.svd(x - mu, full_matrices=False)
+    m = vt.T @ np.diag((s / s[0]) ** -strength) @ vt
+    w = weight.detach().to(torch.float64)
+    out = (w - torch.from_numpy(mu)) @ torch.from_numpy(m)
+    out = out * (w.norm(dim=1).max() / out.norm(dim=1).max())
+    return out.to(weight.dtype)
+
+
+def whiten_student(student: Path | str, out_dir: Path | str, config: DistillConfig, strength: float = 0.5,
+                   center: bool = True) -> Path:
+    """Whiten an existing static student (e.g. recsys/models/static-multilingual) into ``out_dir``.
+
+    The mean and covariance come from ``config.whiten_sample`` sentences of the training pairs that
+    ``config`` selects (data_dir, langs, exclude_eval, heldout...): never the held-out or evaluation sentences."""
+    from sentence_transformers import SentenceTransformer
+
+    model = SentenceTransformer(str(student), device="cpu")
+    emb = model[0].embedding
+    train, _ = _training_data(config)
+    texts = list(dict.fromkeys(t for p in train for t in p[:2]))
+    pick = np.random.default_rng(config.seed).choice(len(texts), min(config.whiten_sample, len(texts)), replace=False)
+    sample = [texts[i] for i in sorted(pick)]
+    tok: Tokenizer = model[0].tokenizer
+    weight = emb.weight.detach().float()
+    vectors = _bag(weight, _pack(tok, sample), np.arange(len(sample))).numpy()
+    emb.weight.data = whiten_weights(weight, vectors, strength, center).to(emb.weight.dtype)
+    out = Path(out_dir)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    model.save(str(out))
+    meta_path = Path(student) / "distill.json"
+    meta = json.loads(meta_path.read_text(encoding="utf-8")) if meta_path.exists() else {}
+    meta["whitened"] = {"from": str(student), "strength": strength, "center": center, "sentences": len(sample),
+                        "data_dir": str(config.data_dir), "exclude_eval": str(config.exclude_eval), "seed": config.seed}
+    (out / "distill.json").write_text(json.dumps(meta, indent=2, ensure_ascii=False), encoding="utf-8")
+    return out
 
 
 def _epoch(weight: torch.nn.Parameter, opt: torch.optim.Optimizer, packed: tuple, idx: tuple[np.ndarray, np.ndarray],

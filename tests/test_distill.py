@@ -212,6 +212,16 @@ def test_cli_distill_writes_a_loadable_model(tmp_path):
     assert main(args) == 0
     assert SentenceTransformer(str(tmp_path / "student"), device="cpu").encode(["жабц"]).shape == (1, 16)
     assert main(["distill", "--out", str(tmp_path / "x"), "--data-dir", str(tmp_path / "missing")]) == 2
+    # --whiten-only: the trained student whitened, no training; a changed token table, same encoder shape
+    whitened = tmp_path / "whitened"
+    assert main(["distill", "--out", str(whitened), "--data-dir", str(tmp_path / "data"), "--langs", "uk,ru",
+                 "--heldout", "20", "--whiten", "0.5", "--whiten-only", str(tmp_path / "student")]) == 0
+    before = SentenceTransformer(str(tmp_path / "student"), device="cpu").encode(["жабц", "abc"])
+    after = SentenceTransformer(str(whitened), device="cpu").encode(["жабц", "abc"])
+    assert after.shape == before.shape and not np.allclose(after, before)
+    assert json.loads((whitened / "distill.json").read_text())["whitened"]["strength"] == 0.5
+    assert main(["distill", "--out", str(tmp_path / "y"), "--data-dir", str(tmp_path / "data"),
+                 "--whiten-only", str(tmp_path / "student")]) == 2  # no strength given
 
 
 def test_own_targets_teach_each_side_the_teachers_view_of_itself() -> None:
