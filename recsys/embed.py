@@ -20,6 +20,7 @@ log = logging.getLogger(__name__)
 
 EMBEDDABLE_FIELDS = ("title", "text", "section", "source")
 STATIC_MODEL = "builtin:static-multilingual"
+STATIC_REVISION = 2  # 2: whitened token table (1 December 2026); raise it whenever the shipped weights change
 MINILM = "builtin:all-MiniLM-L6-v2"
 E5_SMALL = "builtin:multilingual-e5-small"
 # Chosen by measurement (docs/results): the best served quality on every labelled set while ingesting
@@ -173,7 +174,10 @@ def model_backend(name: str, settings: Settings) -> tuple[str, str]:
 
 
 def embedder_name(base: str, backend: str) -> str:
-    """The name stored with every vector: the e5 built-in's non-default backends carry "@backend"."""
+    """The name stored with every vector: the e5 built-in's non-default backends carry "@backend", the
+    shipped student its weights' revision (vectors of an earlier revision are then embedded again, never mixed)."""
+    if base == STATIC_MODEL:
+        return f"{base}#{STATIC_REVISION}"
     return base if base != E5_SMALL or backend == E5_DEFAULT_BACKEND else f"{base}@{backend}"
 
 

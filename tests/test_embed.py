@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from recsys.embed import DEFAULT_MODEL, MINILM, STATIC_MODEL, article_text, builtin_model_path, load_embedder, parse_fields
+from recsys.embed import DEFAULT_MODEL, MINILM, STATIC_MODEL, STATIC_REVISION, article_text, builtin_model_path, load_embedder, parse_fields
 from recsys.errors import ConfigError
 from recsys.settings import Settings
 from recsys.store import Article
@@ -23,6 +23,20 @@ def test_shipped_student_is_small_and_the_default_is_e5_both_calibrated() -> Non
         assert {"story_threshold", "related_floor"} <= embedder.calibration.keys()  # fitted by recsys calibrate
         _finds_the_english_story(embedder)
     assert load_embedder(Settings()).name == DEFAULT_MODEL
+    # the student's stored name carries its weights' revision: vectors of other weights are embedded again
+    assert load_embedder(Settings(model=STATIC_MODEL)).name == f"{STATIC_MODEL}#{STATIC_REVISION}"
+
+
+def test_vectors_of_an_earlier_student_revision_are_embedded_again(tmp_path: Path) -> None:
+    from recsys.engine import open_engine
+
+    settings = Settings(model=STATIC_MODEL, db_path=tmp_path / "db.sqlite", index_dir=tmp_path / "index")
+    engine = open_engine(settings)
+    engine.upsert([Article(id="a", title="Нацбанк знизив облікову ставку", lang="uk")])
+    engine.store.upsert([(engine.store.get("a"), "stale", np.ones(384, np.float32))], f"{STATIC_MODEL}#1")
+    assert engine.store.ids_needing_vectors(engine.embedder.name) == ["a"]
+    engine.build()
+    assert engine.store.ids_needing_vectors(engine.embedder.name) == []
 
 
 def _finds_the_english_story(embedder) -> None:  # noqa: ANN001
