@@ -74,10 +74,14 @@ def open_model_engines(ds: Dataset, model: str | None, base: Settings, work: Pat
     """Engines per VARIANTS sharing one store and build in `work`; embeddings are cached there."""
     from recsys.embed import load_embedder
     from recsys.engine import open_engine
+    from recsys.errors import IndexMismatch
 
     settings = _settings(base, {"model": model, "db_path": work / "recsys.db", "index_dir": work / "index"})
     embedder = load_embedder(settings)
-    served = open_engine(settings, embedder=embedder)
+    try:
+        served = open_engine(settings, embedder=embedder)
+    except IndexMismatch:  # the cached build is another model's (a new revision of the same name): rebuild it
+        served = open_engine(settings, embedder=embedder, rebuild=True)
     if served.upsert(ds.articles, progress=True).embedded or served.live.manifest.count != len(ds.articles):
         served.build()
     return {name: served if not update else open_engine(_settings(settings, update), embedder=embedder)

@@ -160,6 +160,11 @@ def test_evaluate_end_to_end_on_the_tiny_model(tmp_path: Path, tiny_model_path: 
     table = (tmp_path / "out" / "results.md").read_text()
     assert "| tfidf | 1.000 | 1.000 |" in table and "story-R@3" in table
     json.loads((tmp_path / "out" / "results.json").read_text())  # strict JSON: no NaN
+    # a cached build of another model under the same name (a new revision of a built-in) is rebuilt, not an error
+    for manifest in (tmp_path / "work").glob("tiny/*/index/builds/*/manifest.json"):
+        manifest.write_text(json.dumps({**json.loads(manifest.read_text()), "model": "an earlier revision"}))
+    again = evaluate_dataset(folder, config, Settings(), tmp_path / "work")
+    assert {r["system"]: r["mrr"] for r in again["results"]} == {r["system"]: r["mrr"] for r in result["results"]}
 
 
 def test_cli_evaluate_and_its_errors(tmp_path: Path, tiny_model_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
