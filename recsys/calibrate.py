@@ -31,9 +31,12 @@ from recsys.thresholds import model_slug
 
 log = logging.getLogger(__name__)
 
-STORY_PRECISION = 0.95
+# The rule is fitted at the lowest threshold that keeps this precision on the fit half, which the held-out half
+# then misses by about a point (e5, December 2026: 0.954 fitted, 0.943 held out at 0.95): the fit aims one point
+# above the 0.95 that must hold on pairs it has not seen.
+STORY_PRECISION = 0.96
 RELATED_RECALL = 0.98
-STORY_PRECISIONS = (0.95, 0.9, 0.85, 0.8)  # targets tabulated; lower ones are fallbacks when one is out of reach
+STORY_PRECISIONS = (0.96, 0.95, 0.9, 0.85, 0.8)  # targets tabulated; lower ones are fallbacks when one is out of reach
 COPY_PERCENT = 1.0
 WEIGHTS = (0.25, 0.5, 1.0, 2.0)
 STORY_WEIGHTS = (0.0, 0.25, 0.5, 1.0)  # lexical weights tried in the story pair score
@@ -248,7 +251,7 @@ def calibrate(model: str | None, data: Path, sample: Path | None, seed: int = 0,
     from recsys.settings import Settings
 
     embedder = load_embedder(Settings(model=model))
-    langs = langs or model_languages(embedder.name)
+    langs = langs or model_languages(model or DEFAULT_MODEL)  # the setting's name: stored names carry revisions
     sets = load_sets(data, sample, embedder, seed, langs)
     translations, fit = translation_cosines(embedder, data)
     chosen, details = fit_all(sets, translations, fit, story_precision)

@@ -143,6 +143,8 @@ def cmd_calibrate(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _add_calibrate(sub: argparse._SubParsersAction) -> None:
+    from recsys.calibrate import STORY_PRECISION
+
     p = sub.add_parser("calibrate", help="fit a model's story, copy and related thresholds on labelled data")
     p.add_argument("--model", help="model to calibrate (default RECSYS_MODEL, else the shipped model)")
     p.add_argument("--data", default="../shared/data", help="shared data folder (tgcontest, semeval, ..., parallel/)")
@@ -151,7 +153,8 @@ def _add_calibrate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-sample", action="store_true", help="leave the bundled sample corpus out")
     p.add_argument("--langs", help="keep articles in these languages, e.g. en,uk,ru (default: the model's own, "
                    "from distill.json beside it, else all)")
-    p.add_argument("--story-precision", type=float, default=0.95, help="precision the same-story rule must keep")
+    p.add_argument("--story-precision", type=float, default=STORY_PRECISION,
+                   help="precision the same-story rule is fitted to keep (one point above the 0.95 it must keep unseen)")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_calibrate)
 
