@@ -24,6 +24,7 @@ from tqdm.auto import tqdm
 from recsys.embed import MINILM
 from recsys.measure import top1
 from recsys.teacher_cache import TeacherCache
+from recsys.whitening import whiten_weights
 from recsys.parallel import (  # noqa: F401 - re-exported for callers of the distill API
     NO_TRANSLATION, Pair, _hash64, evaluation_sentences, is_clean, load_pairs, origin_matches,
 )
@@ -204,24 +205,6 @@ def distill(config: DistillConfig) -> Path:
         log.info("whitened (strength %s): %s", cfg.whiten, history[-1])
     return _save(cfg, teacher, tok, final, {"train_pairs": len(train), "heldout_pairs": len(heldout),
                                             "history": history})
-
-
-def whiten_weights(weight: torch.Tensor, vectors: np.ndarray, strength: float, center: bool = True) -> torch.Tensor:
-    """Token table W' = (W - mu) V diag((s / s_max) ** -strength) V^T, rescaled to W's largest row norm.
-
-    mu, V, s: mean, principal axes and singular values of the unit-normalised sentence vectors ``vectors`` (mean
-    token vectors of training sentences). Mean pooling is linear, so every sentence's vector becomes exactly
-    (v - mu) M: the student's dominant directions are damped, which lifts STS (docs/students/README.md). The
-    rescale is one global factor (cosines unchanged) that keeps the table inside float16's range."""
-    x = np.asarray(vectors, dtype=np.float64)
-    x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
-    mu = x.mean(0) if center else np.zeros(x.shape[1])
-    _, s, vt = np.linalg.svd(x - mu, full_matrices=False)
-    m = vt.T @ np.diag((s / s[0]) ** -strength) @ vt
-    w = weight.detach().to(torch.float64)
-    out = (w - torch.from_numpy(mu)) @ torch.from_numpy(m)
-    out = out * (w.norm(dim=1).max() / out.norm(dim=1).max())
-    return out.to(weight.dtype)
 
 
 def whiten_student(student: Path | str, out_dir: Path | str, config: DistillConfig, strength: float = 0.5,
