@@ -29,6 +29,18 @@ def test_related_by_id_fills_limit_same_story_first(client: TestClient) -> None:
     assert body["lang_policy"] == "same" and body["relaxed"] == [] and body["index_build"]
 
 
+def test_answers_have_the_documented_shape_and_field_order(client: TestClient) -> None:
+    # the body is built as a dict (no model per item): it must stay what RelatedResponse documents
+    from recsys.answers import Item, RelatedResponse
+
+    for response in (client.get("/v1/related/b1", params={"limit": 3}),
+                     client.post("/v1/related", json={"title": "Нацбанк знизив облікову ставку", "lang": "uk"})):
+        body = response.json()
+        assert list(body) == list(RelatedResponse.model_fields) and body["items"]
+        assert all(list(item) == list(Item.model_fields) for item in body["items"])
+        assert RelatedResponse.model_validate_json(response.content).model_dump(mode="json") == body
+
+
 def test_filters_and_exclusions(client: TestClient) -> None:
     body = client.get("/v1/related/b1", params={"limit": 3, "lang_policy": "any", "exclude": "b2,b3"}).json()
     assert not {"b1", "b2", "b3"} & {i["id"] for i in body["items"]}
