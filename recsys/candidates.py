@@ -15,9 +15,8 @@ from scipy import sparse
 from recsys import lexical
 from recsys.catalog import Catalog, Snapshot
 from recsys.index import LiveIndex
-from recsys.recommend import DAY, RELAX_ORDER, Filters, LexicalAt, Pool, Query, Ranking, blend, relations, same_text
-
-POOL_COLUMNS = ("alive", "lang", "ts", "section", "url", "original", "title", "text")
+from recsys.neighbours import make_pool
+from recsys.recommend import DAY, RELAX_ORDER, Filters, Pool, Query, Ranking, blend, relations, same_text
 
 
 @dataclass(frozen=True)
@@ -59,13 +58,7 @@ def pool(snap: Snapshot, rows: np.ndarray, dense: np.ndarray, vectors: QueryVect
         lex[~fresh] = earlier.lexical[order][at[~fresh]]
     if fresh.any():
         lex[fresh] = snap.lexical.dot(rows[fresh], vectors.lexical)
-
-    def pairs(positions: np.ndarray) -> tuple[np.ndarray, LexicalAt]:
-        vec = snap.vectors[rows[positions]]
-        return vec @ vec.T, lambda mask: lexical.gram_at(snap.lexical.take(rows[positions]), mask)
-
-    col = {name: snap.col[name][rows] for name in POOL_COLUMNS}
-    return Pool(rows, dense.astype(np.float64), lex, col, pairs)
+    return make_pool(snap, rows, dense, lex)
 
 
 class NewestOrder:

@@ -10,20 +10,23 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import faiss
 import numpy as np
 import threadpoolctl
 
+from recsys import blocks
 from recsys import candidates as cand
 from recsys import index as idx
 from recsys import lexical
+from recsys import neighbours as nbr
 from recsys.catalog import Catalog, Meta, key_of, metas_from_rows
 from recsys.embed import Embedder, content_hash, load_embedder
 from recsys.errors import InvalidInput, NotFound
-from recsys.recommend import Filters, Pool, Query, blend, eligible, rank
+from recsys.recommend import Filters, Query, blend
 from recsys.settings import Settings
 from recsys.store import Article, Headline, Store
 from recsys.thresholds import ranking_from
@@ -36,18 +39,6 @@ class UpsertResult:
     inserted: int
     updated: int
     embedded: int
-
-
-@dataclass(frozen=True)
-class Block:
-    """A block in catalog rows, before its items are read from the store."""
-
-    rows: list[int]
-    scores: list[float]
-    reasons: list[str]
-    collapsed: dict[int, tuple[int, ...]]
-    relaxed: list[str]
-    candidates_seen: int
 
 
 @dataclass(frozen=True)
@@ -68,9 +59,11 @@ class Engine:
         self.settings, self.store, self.embedder = settings, store, embedder
         self.knobs = ranking_from(settings, embedder.calibration)
         self.params = idx.IndexParams(settings.hnsw_threshold, settings.hnsw_m, settings.hnsw_ef_search)
+        self.list_key = nbr.settings_key(self.knobs, settings.min_candidates, settings.hnsw_ef_search)
         self._build_lock = threading.Lock()
         self._sync_lock = threading.Lock()  # server threads must not add the same new vectors twice
         self._newest = cand.NewestOrder()
+        self._depth = blocks.Depth(settings.min_candidates, settings.max_candidates)
         saved = None if rebuild else idx.load_current(
             settings.index_dir, embedder.name, embedder.dimension, settings.hnsw_ef_search)
         self.live = self._from_saved(saved) if saved is not None else self.build(progress=rebuild)
@@ -114,6 +107,7 @@ class Engine:
                 metas, texts = self._metas(rows)
                 appended = live.catalog.append(metas, matrix, lexical.vectors(texts, live.lexical.idf))
                 live.add(appended, matrix, int(rows[-1]["vid"]))
+                nbr.mark_entered(live.neighbours, live.catalog.snapshot(), appended)
                 added += len(rows)
         return added
 
@@ -137,15 +131,13 @@ class Engine:
             catalog = Catalog(self.embedder.dimension, max(1024, len(metas)))
             catalog.append(metas, vectors, weighed)
             index = idx.new_index(self.embedder.dimension, len(metas), self.params)
-            faiss.omp_set_num_threads(os.cpu_count() or 1)  # a build may use every core; serving keeps one
-            try:
+            with _all_cores(self.settings):
                 index.add(vectors)
                 by_lang = idx.build_lang_indexes(catalog, self.params)
-            finally:
-                faiss.omp_set_num_threads(self.settings.faiss_threads)
             max_vid = metas[-1].vid if metas else 0
             manifest = idx.make_manifest(index, self.embedder.name, self.embedder.dimension, max_vid)
             live = idx.LiveIndex(index, manifest, catalog, by_lang, self.params, stats)
+            live.neighbours = self._neighbour_lists(live)
             idx.save_build(self.settings.index_dir, live, self.settings.keep_builds)
             self.live = live
             log.info("built index %s: %d vectors (%s)", manifest.build_id, manifest.count, manifest.index_type)
@@ -163,7 +155,17 @@ class Engine:
         catalog = Catalog(self.embedder.dimension, max(1024, len(ordered)))
         catalog.append(ordered, vectors, saved.lexical_rows)
         by_lang = {catalog.code_of("lang", name): sub for name, sub in saved.by_lang.items()}
-        return idx.LiveIndex(saved.index, saved.manifest, catalog, by_lang, self.params, saved.stats)
+        live = idx.LiveIndex(saved.index, saved.manifest, catalog, by_lang, self.params, saved.stats)
+        k = self.settings.min_candidates
+        live.neighbours = nbr.NeighbourLists.load(saved.folder, k, self.list_key) or self._neighbour_lists(live)
+        return live
+
+    def _neighbour_lists(self, live: idx.LiveIndex) -> nbr.NeighbourLists:
+        """Every row's neighbour list, made on all cores (at build or load time, not per request)."""
+        snap, k = live.catalog.snapshot(), self.settings.min_candidates
+        with _all_cores(self.settings):
+            lists = nbr.compute(snap, np.arange(snap.n), live.search_many, self.knobs, k, os.cpu_count() or 1)
+        return nbr.NeighbourLists(k, self.list_key, lists)
 
     # -- reads ------------------------------------------------------------------------------
     def related_to_article(self, article_id: str, filters: Filters, now_ts: float | None = None,
@@ -211,7 +213,7 @@ class Engine:
     def _related(self, vectors: cand.QueryVectors, query: Query, filters: Filters) -> Related:
         """Rank, fill if asked, and read the final items; items found stale meanwhile are dropped and redone."""
         for _ in range(3):
-            block = self._block(vectors, query, filters)
+            block = blocks.assemble(self.live, self._newest, self.knobs, self._depth, vectors, query, filters)
             vids = self.live.catalog.snapshot().col["vid"]
             found = self.store.headlines_by_vid([int(vids[r]) for r in block.rows])
             missing = [r for r in block.rows if int(vids[r]) not in found]
@@ -224,37 +226,6 @@ class Engine:
         merged = {ids[r]: tuple(ids[m] for m in ms) for r, ms in block.collapsed.items()}
         return Related([(found[int(vids[r])], s) for r, s, _ in shown], block.relaxed, block.candidates_seen,
                        [why for _, _, why in shown], merged)
-
-    def _block(self, vectors: cand.QueryVectors, query: Query, filters: Filters) -> Block:
-        snap = self.live.catalog.snapshot()
-        excluded = np.array([r for r in map(self.live.catalog.row_of_id.get, filters.exclude) if r is not None])
-        section = None if filters.section is None else self.live.catalog.code_of("section", filters.section)
-        k = max(self.settings.min_candidates, 4 * (filters.limit + len(filters.exclude) + 1))
-        pool = None
-        while True:
-            rows, dense = cand.search(self.live, vectors, query, filters.lang_policy, k)
-            pool = cand.pool(snap, rows, dense, vectors, earlier=pool)  # a deeper pass reuses the lexical scores
-            ok = eligible(query, pool, filters, excluded, cand.lang_codes(query, filters.lang_policy), section)
-            ranked = rank(query, pool, filters, self.knobs, ok)
-            deeper = len(rows) >= k and k < self.settings.max_candidates and len(ranked.rows) < filters.limit
-            if not deeper or not self._more_above_floor(pool):
-                break
-            k = min(4 * k, self.settings.max_candidates)
-        reasons = ["related"] * len(ranked.rows)
-        rows, scores, relaxed = list(ranked.rows), list(ranked.scores), []
-        if filters.fill and len(rows) < filters.limit:
-            taken = np.array(rows + excluded.tolist(), dtype=np.int64)
-            extra, relaxed = cand.fill(self.live.catalog, snap, self._newest, query, filters, taken,
-                                       filters.limit - len(rows), rows, self.knobs)
-            rows += extra
-            scores += cand.relevance_of(snap, extra, vectors, self.knobs)
-            reasons += ["fill"] * len(extra)
-        return Block(rows, scores, reasons, ranked.collapsed, relaxed, len(pool.rows))
-
-    def _more_above_floor(self, pool: Pool) -> bool:
-        """Whether the deepest candidate still clears the floor: only then can a deeper search add items."""
-        scores = blend(pool.dense, pool.lexical, self.knobs.lexical_weight)
-        return bool(len(scores)) and float(scores[-1]) >= self.knobs.related_floor
 
     def neighbours(self, article_ids: set[str], k: int) -> set[str]:
         """Ids among the k nearest of each article: the blocks a new or changed article may now enter."""
@@ -286,6 +257,16 @@ class Engine:
         m = self.live.manifest
         return {"model": self.embedder.name, "dimension": self.embedder.dimension, "articles": self.store.count(),
                 "index": {**m.__dict__, "live_vectors": self.live.ntotal}}
+
+
+@contextmanager
+def _all_cores(settings: Settings) -> Iterator[None]:
+    """FAISS on every core for a build; serving keeps `faiss_threads`."""
+    faiss.omp_set_num_threads(os.cpu_count() or 1)
+    try:
+        yield
+    finally:
+        faiss.omp_set_num_threads(settings.faiss_threads)
 
 
 def _now(now_ts: float | None) -> float:

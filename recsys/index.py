@@ -4,6 +4,7 @@ Layout under RECSYS_INDEX_DIR:
     builds/<build_id>/index.faiss     every vector; FAISS position = catalog row
     builds/<build_id>/lang-<xx>.faiss one index per language, with lang-<xx>.rows.npy (its rows)
     builds/<build_id>/rows.npz        the vid of each row and the normalised lexical rows
+    builds/<build_id>/neighbours.npz  each row's precomputed candidates in its language
     builds/<build_id>/manifest.json, lexical_df.npz
     current                           the name of the live build, replaced atomically
 
@@ -30,6 +31,7 @@ from scipy import sparse
 from recsys.catalog import Catalog
 from recsys.errors import IndexMismatch
 from recsys.lexical import LexicalStats
+from recsys.neighbours import NeighbourLists
 
 log = logging.getLogger(__name__)
 
@@ -96,12 +98,14 @@ class LangIndex:
 
 
 class LiveIndex:
-    """The loaded build: all vectors, one index per language, and the catalog of their rows."""
+    """The loaded build: all vectors, one index per language, the catalog of their rows, and each
+    row's neighbour list (set by the engine before the build goes live)."""
 
     def __init__(self, index: faiss.Index, manifest: Manifest, catalog: Catalog,
                  by_lang: dict[int, LangIndex], params: IndexParams, lexical: LexicalStats) -> None:
         self.index, self.manifest, self.catalog, self.by_lang = index, manifest, catalog, by_lang
         self.params, self.lexical = params, lexical
+        self.neighbours = NeighbourLists(0, "")
         self.max_vid = manifest.max_vid
         self._lock = threading.RLock()  # FAISS indexes must not be searched while they grow
 
@@ -143,6 +147,17 @@ class LiveIndex:
             return (ids if sub is None else sub.rows[ids]), scores
 
 
+    def search_many(self, vectors: np.ndarray, k: int, lang: int) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k (rows, scores) of many vectors within one language; -1 where FAISS found nothing."""
+        with self._lock:
+            sub = self.by_lang.get(lang)
+            k = 0 if sub is None else min(k, int(sub.index.ntotal))
+            if k <= 0:
+                return np.zeros((len(vectors), 0), np.int64), np.zeros((len(vectors), 0), np.float32)
+            scores, ids = sub.index.search(np.ascontiguousarray(vectors, dtype=np.float32), k)
+            return np.where(ids >= 0, sub.rows[np.maximum(ids, 0)], -1), scores
+
+
 def build_lang_indexes(catalog: Catalog, params: IndexParams) -> dict[int, LangIndex]:
     """One index per language over the catalog's rows; HNSW from a 25th of the main threshold on
     (2,000 vectors by default), since a language is searched on every request of its readers and an
@@ -178,6 +193,7 @@ def save_build(index_dir: Path, live: LiveIndex, keep: int) -> Path:
     np.savez(tmp / ROWS_FILE, vids=snap.col["vid"][: snap.n], **langs)
     sparse.save_npz(tmp / "lexical_rows.npz", snap.lexical.matrix(), compressed=False)
     live.lexical.save(tmp / LEXICAL_FILE)
+    live.neighbours.save(tmp)
     (tmp / "manifest.json").write_text(json.dumps(asdict(manifest), indent=2))
     final = builds / manifest.build_id
     os.replace(tmp, final)
@@ -192,6 +208,7 @@ def save_build(index_dir: Path, live: LiveIndex, keep: int) -> Path:
 class SavedBuild:
     """A build as read from disk; the engine joins it with the store into a LiveIndex."""
 
+    folder: Path
     manifest: Manifest
     index: faiss.Index
     vids: np.ndarray
@@ -241,7 +258,7 @@ def load_current(index_dir: Path, model: str, dimension: int, ef_search: int) ->
         by_lang = {name[5:]: LangIndex(_read(folder / f"lang-{name[5:]}.faiss", ef_search), rows[name])
                    for name in rows.files if name.startswith("lang_")}
     lexical_rows = sparse.load_npz(folder / "lexical_rows.npz").tocsr()
-    return SavedBuild(manifest, index, vids, lexical_rows, by_lang, LexicalStats.load(folder / LEXICAL_FILE))
+    return SavedBuild(folder, manifest, index, vids, lexical_rows, by_lang, LexicalStats.load(folder / LEXICAL_FILE))
 
 
 def _read(path: Path, ef_search: int) -> faiss.Index:

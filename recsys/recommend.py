@@ -83,13 +83,15 @@ PairSimilarities = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray | Lexical
 @dataclass(frozen=True)
 class Pool:
     """Candidates as aligned arrays: catalog rows, scores to the query, catalog columns, and a
-    function giving (dense, lexical) similarity matrices among chosen positions of the pool."""
+    function giving (dense, lexical) similarity matrices among chosen positions of the pool; when
+    the pool comes from precomputed neighbour lists, also the (copy, story) matrices over all of it."""
 
     rows: np.ndarray
     dense: np.ndarray
     lexical: np.ndarray
     col: dict[str, np.ndarray]  # catalog columns taken at `rows`
     pairs: PairSimilarities
+    relations: tuple[np.ndarray, np.ndarray] | None = None
 
 
 @dataclass(frozen=True)
@@ -176,21 +178,22 @@ def relations(col: dict[str, np.ndarray], pair_dense: np.ndarray, pair_lexical: 
     """(copy, story) boolean matrices over some candidates: one text told twice, and one story.
 
     `pair_lexical` is the lexical similarity matrix, or a function giving it where a mask says:
-    only pairs whose dense score alone cannot settle the story decision ask for it."""
+    only pairs whose dense score alone cannot settle the story decision ask for it. Columns may be
+    stacked (B, n) with (B, n, n) pair matrices: B lists of candidates are judged at once."""
     url, original = col["url"], col["original"]
 
     def shared(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-        return (a[:, None] == b[None, :]) & (a[:, None] != 0)
+        return (a[..., :, None] == b[..., None, :]) & (a[..., :, None] != 0)
 
     links = shared(url, original) | shared(original, original) | shared(url, url)
-    days = np.abs(col["ts"][:, None] - col["ts"][None, :]) / DAY  # NaN when either is undated
+    days = np.abs(col["ts"][..., :, None] - col["ts"][..., None, :]) / DAY  # NaN when either is undated
     apart, dated = days > knobs.story_window_days, ~np.isnan(days)
     # near-identical vectors mean one text only across languages (a translation, never published further
     # apart than one story); within one language two outlets' takes on one event score as high: the story
     # rule judges those
-    translated = (pair_dense >= knobs.copy_dense_threshold) & (col["lang"][:, None] != col["lang"][None, :])
+    translated = (pair_dense >= knobs.copy_dense_threshold) & (col["lang"][..., :, None] != col["lang"][..., None, :])
     translated &= ~apart
-    copy = links | links.T | shared(col["title"], col["title"]) | translated
+    copy = links | np.swapaxes(links, -1, -2) | shared(col["title"], col["title"]) | translated
     in_window = knobs.story_threshold if knobs.story_threshold_in_window is None else knobs.story_threshold_in_window
     threshold = np.where(dated, in_window, knobs.story_threshold)
     w = story_weight(knobs)
@@ -227,7 +230,11 @@ def collapse(order: list[int], pool: Pool, knobs: Ranking, reader_lang: int, lim
         batch = order[start : start + chunk]
         start += chunk
         positions = np.array(leaders + batch)
-        copy, story = relations({k: pool.col[k][positions] for k in STORY_COLUMNS}, *pool.pairs(positions), knobs)
+        if pool.relations is not None:
+            at = np.ix_(positions, positions)
+            copy, story = pool.relations[0][at], pool.relations[1][at]
+        else:
+            copy, story = relations({k: pool.col[k][positions] for k in STORY_COLUMNS}, *pool.pairs(positions), knobs)
         known = len(leaders)
         for lead, joined in _leaders_of_batch(story, known, len(batch), limit):
             leader = int(positions[lead])
@@ -246,26 +253,41 @@ def _leaders_of_batch(story: np.ndarray, known: int, size: int, limit: int) -> I
     (positions 0..known-1) and the new ones the batch brings, in rank order, until `limit` leaders.
 
     Each leader claims the later batch items of its story that no better-ranked leader claimed:
-    the same result as comparing every item with every leader in turn, with a loop over leaders
-    instead of items."""
-    home = np.full(size, -1)
-    claims = story[known:, :known] if known else None
+    the same result as comparing every item with every leader in turn. A batch is a few dozen
+    items, so the sets are Python ints (bit j: batch item j), not arrays."""
+    joins = _bits(story[known:, known:])  # bit c of joins[j]: batch item c tells batch item j's story
+    claims = _bits(story[known:, :known].T) if known else []  # bit j: batch item j tells this leader's story
+    free = (1 << size) - 1  # batch items no leader has claimed yet
     for lead in range(known):
-        claim = claims[:, lead] & (home < 0)
-        home[claim] = lead
-        yield lead, np.flatnonzero(claim).tolist()
-    count, j = known, 0
-    while count < limit and j < size:
-        free = np.flatnonzero(home[j:] < 0)
-        if not len(free):
-            break
-        j += int(free[0])
-        home[j] = known + j
-        later = story[known + j, known + j + 1 :] & (home[j + 1 :] < 0)
-        home[j + 1 :][later] = known + j
+        claim = claims[lead] & free
+        free &= ~claim
+        yield lead, _ones(claim)
+    count = known
+    while count < limit and free:
+        first = free & -free  # the best-ranked unclaimed item leads a new story
+        free ^= first
+        j = first.bit_length() - 1
+        later = joins[j] & free
+        free &= ~later
         count += 1
-        yield known + j, (j + 1 + np.flatnonzero(later)).tolist()
-        j += 1
+        yield known + j, _ones(later)
+
+
+def _bits(matrix: np.ndarray) -> list[int]:
+    """Each row of a boolean matrix as an int whose bit c is column c."""
+    packed = np.packbits(matrix, axis=1, bitorder="little")
+    width, data = packed.shape[1], packed.tobytes()
+    return [int.from_bytes(data[i * width : (i + 1) * width], "little") for i in range(packed.shape[0])]
+
+
+def _ones(mask: int) -> list[int]:
+    """The set bits of an int, lowest first."""
+    out = []
+    while mask:
+        low = mask & -mask
+        out.append(low.bit_length() - 1)
+        mask ^= low
+    return out
 
 
 def _shown_copy(lead: int, members: list[int], copies: list[int], pool: Pool, reader_lang: int) -> tuple[int, list[int]]:
