@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Hashable
 
+import orjson
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -79,7 +79,7 @@ def related_body(engine: Engine, article_id: str | None, related: Related, filte
     answer = {"article_id": article_id, "items": items, "count": len(items), "limit": filters.limit,
               "lang_policy": filters.lang_policy, "relaxed": related.relaxed, "model": engine.embedder.name,
               "index_build": build_id or engine.live.manifest.build_id}
-    return json.dumps(answer, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
+    return orjson.dumps(answer)  # compact UTF-8 like json.dumps(ensure_ascii=False), 10x faster
 
 
 class Answers:

@@ -75,7 +75,8 @@ def _corpus(corpus: dict) -> list[str]:
     return ["## Corpus", "",
             f"{corpus['articles']:,} articles ({sets}), model `{corpus.get('model')}`. Ingest through the engine: "
             f"{_fmt(corpus.get('ingest_articles_per_s'), 0)} articles/s ({_fmt(corpus.get('ingest_s'))} s), "
-            f"index build {_fmt(corpus.get('build_s'))} s" + (" (reused from an earlier run)." if corpus.get("reused")
+            f"index build {_fmt(corpus.get('build_s'))} s" + (" (the ingest reused from an earlier run, the build made "
+                                                              "and timed in this one)." if corpus.get("reused")
                                                               else "."), ""]
 
 

@@ -7,7 +7,9 @@ Everything here reads the in-memory catalog (a snapshot); nothing touches the da
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass, replace
+from collections.abc import Callable
+from dataclasses import replace
+from functools import cached_property
 
 import numpy as np
 from scipy import sparse
@@ -19,12 +21,16 @@ from recsys.neighbours import make_pool
 from recsys.recommend import DAY, RELAX_ORDER, Filters, Pool, Query, Ranking, blend, relations, same_text
 
 
-@dataclass(frozen=True)
 class QueryVectors:
-    """The query's dense vector and normalised lexical row."""
+    """The query's dense vector and normalised lexical row; the row is made on first use (a block
+    ranked from a neighbour list never needs it)."""
 
-    dense: np.ndarray
-    lexical: sparse.csr_matrix | lexical.Rows
+    def __init__(self, dense: np.ndarray, lexical_of: Callable[[], sparse.csr_matrix | lexical.Rows]) -> None:
+        self.dense, self._lexical_of = dense, lexical_of
+
+    @cached_property
+    def lexical(self) -> sparse.csr_matrix | lexical.Rows:
+        return self._lexical_of()
 
 
 def lang_codes(query: Query, policy: str) -> tuple[int, ...] | None:

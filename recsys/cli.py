@@ -63,9 +63,9 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
         uvicorn.run("recsys.api:app_from_env", factory=True, workers=args.workers, host=args.host, port=args.port,
                     loop="auto", http="auto", log_level="info")
         return 0
-    from recsys.api import create_app
+    from recsys.api import serving_app
 
-    uvicorn.run(create_app(settings), host=args.host, port=args.port, loop="auto", http="auto", log_level="info")
+    uvicorn.run(serving_app(settings), host=args.host, port=args.port, loop="auto", http="auto", log_level="info")
     return 0
 
 

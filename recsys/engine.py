@@ -204,11 +204,12 @@ class Engine:
 
     def _vectors_of_row(self, row: int) -> cand.QueryVectors:
         snap = self.live.catalog.snapshot()
-        return cand.QueryVectors(snap.vectors[row], snap.lexical.take(np.array([row])))
+        return cand.QueryVectors(snap.vectors[row], lambda: snap.lexical.take(np.array([row])))
 
     def _vectors_of_text(self, text: str) -> cand.QueryVectors:
         lexical_text = text[: self.settings.lexical_max_chars]
-        return cand.QueryVectors(self.embedder.encode([text])[0], lexical.vectors([lexical_text], self.live.lexical.idf))
+        row = lexical.vectors([lexical_text], self.live.lexical.idf)
+        return cand.QueryVectors(self.embedder.encode([text])[0], lambda: row)
 
     def _related(self, vectors: cand.QueryVectors, query: Query, filters: Filters) -> Related:
         """Rank, fill if asked, and read the final items; items found stale meanwhile are dropped and redone."""

@@ -28,6 +28,7 @@ from recsys.recommend import STORY_COLUMNS, Pool, Ranking, relations
 
 POOL_COLUMNS = ("alive", "lang", "ts", "section", "url", "original", "title", "text")
 FILE = "neighbours.npz"
+FORMAT = 1  # of the saved arrays: lists saved in another layout are made again
 BATCH = 2048  # rows per batch at build time: (BATCH, k, dimension) vectors are gathered at once
 EXACT_MARKING = 1 << 22  # new rows x rows of their language compared per write; a bulk load above it
 # marks every list of the language stale instead (each is made again when asked, until the next build)
@@ -38,25 +39,26 @@ SearchMany = Callable[[np.ndarray, int, int], tuple[np.ndarray, np.ndarray]]  # 
 @dataclass(frozen=True)
 class Lists:
     """The neighbour lists of some rows: candidates in FAISS order (-1 past `count`), their scores
-    to the row, and the copy and story relations among them (bits packed along the last axis)."""
+    to the row, and the copy and story relations among them as bitsets: bit c of story[b, i] says
+    candidate c tells candidate i's story, bit c of copy[b, i] that candidate c is a copy of i."""
 
     rows: np.ndarray  # (B, k) int64
     count: np.ndarray  # (B,) int64
     dense: np.ndarray  # (B, k) float32, as FAISS scored them
     lexical: np.ndarray  # (B, k) float64
-    copy: np.ndarray  # (B, k, ceil(k / 8)) uint8
+    copy: np.ndarray  # (B, k, ceil(k / 64)) uint64 words
     story: np.ndarray
 
 
 def settings_key(knobs: Ranking, k: int, ef_search: int) -> str:
     """What lists depend on besides the build: saved lists made with other knobs are made again."""
-    text = json.dumps([asdict(knobs), k, ef_search], sort_keys=True)
+    text = json.dumps([FORMAT, asdict(knobs), k, ef_search], sort_keys=True)
     return hashlib.blake2b(text.encode(), digest_size=8).hexdigest()
 
 
 def make_pool(snap: Snapshot, rows: np.ndarray, dense: np.ndarray, lexical_scores: np.ndarray,
-              known: tuple[np.ndarray, np.ndarray] | None = None) -> Pool:
-    """A candidate pool over catalog rows; `known`: their (copy, story) matrices, when precomputed."""
+              known: tuple[list[int], list[int]] | None = None) -> Pool:
+    """A candidate pool over catalog rows; `known`: their (copy, story) bitsets, when precomputed."""
     col = {name: snap.col[name][rows] for name in POOL_COLUMNS}
 
     def pairs(positions: np.ndarray) -> tuple[np.ndarray, Callable[[np.ndarray], np.ndarray]]:
@@ -112,7 +114,25 @@ def _scored(snap: Snapshot, batch: np.ndarray, found: np.ndarray, dense: np.ndar
     lex = np.zeros(found.shape)
     lex[at, slot] = snap.lexical.pair_dots(batch[at], found[at, slot])
     copy, story = _relations(snap, np.where(valid, found, 0), valid, knobs)
-    return Lists(found, valid.sum(axis=1), dense, lex, np.packbits(copy, axis=-1), np.packbits(story, axis=-1))
+    # copy is read by column (is c a copy of the leader i), story by row (does c tell leader i's story),
+    # as ranking reads the matrices it computes itself
+    return Lists(found, valid.sum(axis=1), dense, lex, _words(np.swapaxes(copy, 1, 2)), _words(story))
+
+
+def _words(matrices: np.ndarray) -> np.ndarray:
+    """(B, k, k) booleans as (B, k, ceil(k / 64)) uint64 words, bit c of a row's words = column c."""
+    packed = np.packbits(matrices, axis=-1, bitorder="little")
+    width = 8 * -(-matrices.shape[-1] // 64)
+    padded = np.zeros(packed.shape[:-1] + (width,), dtype=np.uint8)
+    padded[..., : packed.shape[-1]] = packed
+    return padded.view("<u8")
+
+
+def _ints(words: np.ndarray) -> list[int]:
+    """Rows of uint64 words as Python ints (a block's few dozen bitsets are cheapest as ints)."""
+    if words.shape[1] == 1:
+        return words[:, 0].tolist()
+    return [int.from_bytes(row.tobytes(), "little") for row in words]
 
 
 def _relations(snap: Snapshot, rows: np.ndarray, valid: np.ndarray, knobs: Ranking) -> tuple[np.ndarray, np.ndarray]:
@@ -146,9 +166,9 @@ def mark_entered(lists: NeighbourLists, snap: Snapshot, new: np.ndarray) -> None
 
 
 def _empty(k: int) -> Lists:
-    width = (k + 7) // 8
-    return Lists(np.zeros((0, k), np.int64), np.zeros(0, np.int64), np.zeros((0, k), np.float32),
-                 np.zeros((0, k)), np.zeros((0, k, width), np.uint8), np.zeros((0, k, width), np.uint8))
+    words = np.zeros((0, k, -(-k // 64)), np.uint64)
+    return Lists(np.zeros((0, k), np.int64), np.zeros(0, np.int64), np.zeros((0, k), np.float32), np.zeros((0, k)),
+                 words, words)
 
 
 class NeighbourLists:
@@ -178,11 +198,10 @@ class NeighbourLists:
         return self.pool_of(snap, self._built, row)
 
     def pool_of(self, snap: Snapshot, lists: Lists, at: int) -> Pool:
-        """The pool of the `at`-th of some lists, with the copy and story matrices unpacked."""
+        """The pool of the `at`-th of some lists, with its copy and story bitsets."""
         n = int(lists.count[at])
-        copy = np.unpackbits(lists.copy[at], axis=-1, count=self.k).view(bool)[:n, :n]
-        story = np.unpackbits(lists.story[at], axis=-1, count=self.k).view(bool)[:n, :n]
-        return make_pool(snap, lists.rows[at, :n], lists.dense[at, :n], lists.lexical[at, :n], (copy, story))
+        known = (_ints(lists.copy[at, :n]), _ints(lists.story[at, :n]))
+        return make_pool(snap, lists.rows[at, :n], lists.dense[at, :n], lists.lexical[at, :n], known)
 
     def keep(self, row: int, lists: Lists, version: int) -> None:
         """Keep a list made on demand, unless a write has marked lists stale since `version`."""

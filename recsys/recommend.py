@@ -84,14 +84,15 @@ PairSimilarities = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray | Lexical
 class Pool:
     """Candidates as aligned arrays: catalog rows, scores to the query, catalog columns, and a
     function giving (dense, lexical) similarity matrices among chosen positions of the pool; when
-    the pool comes from precomputed neighbour lists, also the (copy, story) matrices over all of it."""
+    the pool comes from precomputed neighbour lists, also its copy and story relations as bitsets
+    (bit c of copy[i]: position c is a copy of i; bit c of story[i]: c tells i's story)."""
 
     rows: np.ndarray
     dense: np.ndarray
     lexical: np.ndarray
     col: dict[str, np.ndarray]  # catalog columns taken at `rows`
     pairs: PairSimilarities
-    relations: tuple[np.ndarray, np.ndarray] | None = None
+    relations: tuple[list[int], list[int]] | None = None
 
 
 @dataclass(frozen=True)
@@ -107,8 +108,9 @@ def blend(dense: np.ndarray | float, lexical: np.ndarray | float, weight: float)
 
 
 def _minmax(x: np.ndarray) -> np.ndarray:
-    span = float(x.max() - x.min()) if len(x) else 0.0
-    return (x - x.min()) / span if span > 0 else np.zeros_like(x)
+    low = x.min() if len(x) else 0.0
+    span = float(x.max() - low) if len(x) else 0.0
+    return (x - low) / span if span > 0 else np.zeros_like(x)
 
 
 def _ranks(x: np.ndarray) -> np.ndarray:
@@ -222,6 +224,8 @@ def collapse(order: list[int], pool: Pool, knobs: Ranking, reader_lang: int, lim
     language, then the newer one. Pairs are compared a chunk at a time, and only until the
     block is full: a deep pool costs no more than a shallow one.
     """
+    if pool.relations is not None:
+        return _collapse_known(order, pool, reader_lang, limit)
     leaders: list[int] = []
     members: dict[int, list[int]] = {}
     copies: dict[int, list[int]] = {}
@@ -230,11 +234,7 @@ def collapse(order: list[int], pool: Pool, knobs: Ranking, reader_lang: int, lim
         batch = order[start : start + chunk]
         start += chunk
         positions = np.array(leaders + batch)
-        if pool.relations is not None:
-            at = np.ix_(positions, positions)
-            copy, story = pool.relations[0][at], pool.relations[1][at]
-        else:
-            copy, story = relations({k: pool.col[k][positions] for k in STORY_COLUMNS}, *pool.pairs(positions), knobs)
+        copy, story = relations({k: pool.col[k][positions] for k in STORY_COLUMNS}, *pool.pairs(positions), knobs)
         known = len(leaders)
         for lead, joined in _leaders_of_batch(story, known, len(batch), limit):
             leader = int(positions[lead])
@@ -246,6 +246,31 @@ def collapse(order: list[int], pool: Pool, knobs: Ranking, reader_lang: int, lim
                 if copy[known + j, lead]:
                     copies[leader].append(batch[j])
     return [_shown_copy(lead, members[lead], copies[lead], pool, reader_lang) for lead in leaders]
+
+
+def _collapse_known(order: list[int], pool: Pool, reader_lang: int, limit: int) -> list[tuple[int, list[int]]]:
+    """`collapse` over a pool whose relations are known bitsets: each item in rank order that no
+    leader claimed leads, and claims the unclaimed items of its story (all of them ranked later)."""
+    copy, story = pool.relations or ([], [])
+    free = 0
+    for p in order:
+        free |= 1 << p
+    rank_of: dict[int, int] = {}
+    groups = []
+    for p in order:
+        if free >> p & 1:
+            free ^= 1 << p
+            claim = story[p] & free
+            free &= ~claim
+            joined = _ones(claim)
+            if len(joined) > 1:  # in rank order, as members are listed
+                rank_of = rank_of or {q: i for i, q in enumerate(order)}
+                joined.sort(key=rank_of.__getitem__)
+            copies = [m for m in joined if copy[p] >> m & 1]
+            groups.append(_shown_copy(p, joined, copies, pool, reader_lang) if copies else (p, joined))
+            if len(groups) == limit:
+                break
+    return groups
 
 
 def _leaders_of_batch(story: np.ndarray, known: int, size: int, limit: int) -> Iterator[tuple[int, list[int]]]:
@@ -316,6 +341,6 @@ def rank(query: Query, pool: Pool, filters: Filters, knobs: Ranking, ok: np.ndar
         groups = [(i, []) for i in order[: filters.limit]]
     rows = [int(pool.rows[g]) for g, _ in groups]
     # a copy standing for its leader shows the leader's key: the score is what ranked the slot
-    scores = [max([key_of.get(g, -np.inf), *(key_of.get(m, -np.inf) for m in rest)]) for g, rest in groups]
+    scores = [max(key_of[g], *(key_of[m] for m in rest)) if rest else key_of[g] for g, rest in groups]
     collapsed = {int(pool.rows[g]): tuple(int(pool.rows[m]) for m in rest) for g, rest in groups if rest}
     return Ranked(rows, scores, collapsed)
