@@ -73,7 +73,7 @@ def cmd_measure(args: argparse.Namespace, settings: Settings) -> int:
     if not (data / "parallel").is_dir():
         raise InvalidInput(f"{data}: expected the shared data folder (with parallel/, stsb_multi_mt/, paraphraser_ru/)")
     report = measure.run(data, args.student or STATIC_MODEL, args.teacher or MINILM, args.heldout,
-                         settings.lexical_weight if settings.lexical_weight is not None else 0.5)
+                         settings.lexical_weight if settings.lexical_weight is not None else 0.5, args.also)
     return _write_report(Path(args.out), report, measure.markdown(report))
 
 
@@ -93,6 +93,8 @@ def _add_measure(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--student", help="default: the shipped model")
     p.add_argument("--teacher", help="default: builtin:all-MiniLM-L6-v2")
     p.add_argument("--heldout", type=int, default=1000, help="held-out pairs per language")
+    p.add_argument("--also", action="append", default=[], metavar="MODEL",
+                   help="one more model measured beside them, a column of its own (repeatable)")
     p.set_defaults(func=cmd_measure)
 
 

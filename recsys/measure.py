@@ -147,12 +147,15 @@ def hybrid_encoder(dense: Encoder, weight: float) -> Encoder:
     return encode
 
 
-def run(data: Path, student: str, teacher: str, heldout_per_lang: int, lexical_weight: float) -> dict:
-    """Every task for every system; numbers as measured now, nothing carried over."""
+def run(data: Path, student: str, teacher: str, heldout_per_lang: int, lexical_weight: float,
+        others: Sequence[str] = ()) -> dict:
+    """Every task for every system (`others`: more models, a column each, by name); numbers as
+    measured now, nothing carried over."""
     from recsys.distill import load_pairs
 
     _, heldout = load_pairs(data / "parallel", ("uk", "ru"), heldout_per_lang=heldout_per_lang)
-    dense = {"student": dense_encoder(student), "teacher": dense_encoder(teacher)}
+    dense = {"student": dense_encoder(student), "teacher": dense_encoder(teacher),
+             **{name: dense_encoder(name) for name in others if name not in (student, teacher)}}
     systems: dict[str, Encoder] = {**dense, "tfidf": tfidf_encoder,
                                    "hybrid (student + tfidf)": hybrid_encoder(dense["student"], lexical_weight)}
     results = {}
@@ -160,7 +163,8 @@ def run(data: Path, student: str, teacher: str, heldout_per_lang: int, lexical_w
         results[name] = {**crosslingual(encode, heldout), **sts(encode, data), **paraphrase_retrieval(encode, data)}
     texts = [p[0] for p in heldout][:2000]
     rates = {name: speed(dense[name], texts) for name in dense}
-    return {"student": student, "teacher": teacher, "heldout_pairs": len(heldout), "lexical_weight": lexical_weight,
+    return {"student": student, "teacher": teacher, "others": [n for n in dense if n not in ("student", "teacher")],
+            "heldout_pairs": len(heldout), "lexical_weight": lexical_weight,
             "results": results, "sentences_per_s": rates, "student_speedup": rates["student"] / rates["teacher"]}
 
 
@@ -177,5 +181,6 @@ def markdown(report: dict) -> str:
         lines.append(f"| {key} | " + " | ".join(f"{c:.3f}" if isinstance(c, float) else str(c) for c in cells) + " |")
     rates = report["sentences_per_s"]
     lines += ["", f"Encoding speed in the same run: student {rates['student']:.0f} sentences/s, teacher "
-              f"{rates['teacher']:.0f} sentences/s ({report['student_speedup']:.0f}× faster).", ""]
+              f"{rates['teacher']:.0f} sentences/s ({report['student_speedup']:.0f}× faster)"
+              + "".join(f"; {n} {rates[n]:.0f} sentences/s" for n in report.get("others", [])) + ".", ""]
     return "\n".join(lines)

@@ -45,3 +45,23 @@ def test_crosslingual_uses_each_direction() -> None:
 
     # uk: cat/кіт share a vector, dog/пес do not (ties go to the first index: пес -> cat)
     assert measure.crosslingual(encode, heldout) == {"ru->en": 1.0, "uk->en": 0.5, "en->uk": 0.5}
+
+
+def test_more_models_get_a_column_and_a_speed_each(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
+    import recsys.distill
+
+    pairs = [("Rate kept", "Ставку збережено", "uk"), ("Tram opens", "Трамвай відкрито", "uk")]
+    monkeypatch.setattr(recsys.distill, "load_pairs", lambda *a, **k: ([], pairs))
+    # each model's encoder marks its vectors, so every column must come from its own model
+    monkeypatch.setattr(measure, "dense_encoder", lambda name: (lambda texts: np.full((len(texts), 2), len(name))))
+    monkeypatch.setattr(measure, "crosslingual", lambda encode, heldout: {"uk->en": float(encode(["x"])[0, 0])})
+    monkeypatch.setattr(measure, "sts", lambda encode, data: {})
+    monkeypatch.setattr(measure, "paraphrase_retrieval", lambda encode, data: {})
+    report = measure.run(tmp_path, "s", "tt", 1, 0.5, others=["mmm", "s", "uuuu"])
+    assert report["others"] == ["mmm", "uuuu"]  # the student named again is not measured twice
+    assert {name: report["results"][name]["uk->en"] for name in ("student", "teacher", "mmm", "uuuu")} == {
+        "student": 1.0, "teacher": 2.0, "mmm": 3.0, "uuuu": 4.0}
+    assert set(report["sentences_per_s"]) == {"student", "teacher", "mmm", "uuuu"}
+    page = measure.markdown(report)
+    assert "| task | student | teacher | mmm | uuuu | tfidf |" in page
+    assert "; mmm " in page and "; uuuu " in page
