@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from recsys.protection import Guard
 
 UNMATCHED = "<unmatched>"
+MAX_CHILDREN = 1024  # labelled metric children kept for reuse
 BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
@@ -70,13 +71,21 @@ class Monitoring:
                                  ["method", "route"], buckets=BUCKETS, registry=self.registry)
         self.events = Counter("recsys_events", "widget events stored, by type", ["type"], registry=self.registry)
         self.registry.register(_StateCollector(engine, cache, guard))
+        # labels() validates and locks on every call: the few (method, route, status) children are kept
+        self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
 
     def observe(self, method: str, route: str, status: int, seconds: float) -> None:
-        self.requests.labels(method, route, str(status)).inc()
-        self.latency.labels(method, route).observe(seconds)
+        key = (method, route, status)
+        children = self._children.get(key)
+        if children is None:
+            children = (self.requests.labels(method, route, str(status)), self.latency.labels(method, route))
+            if len(self._children) < MAX_CHILDREN:  # methods and statuses are few; never unbounded
+                self._children[key] = children
+        children[0].inc()
+        children[1].observe(seconds)
 
 
 def route_template(app: ASGIApp, scope: Scope) -> str:
