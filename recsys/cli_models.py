@@ -74,7 +74,15 @@ def cmd_measure(args: argparse.Namespace, settings: Settings) -> int:
         raise InvalidInput(f"{data}: expected the shared data folder (with parallel/, stsb_multi_mt/, paraphraser_ru/)")
     report = measure.run(data, args.student or STATIC_MODEL, args.teacher or MINILM, args.heldout,
                          settings.lexical_weight if settings.lexical_weight is not None else 0.5, args.also)
+    report["command"] = _measure_command(args)
     return _write_report(Path(args.out), report, measure.markdown(report))
+
+
+def _measure_command(args: argparse.Namespace) -> str:
+    """The command line that regenerates a measure report (written into it)."""
+    parts = ["recsys measure", f"--data {args.data}"]
+    parts += [f"--{flag} {value}" for flag, value in (("student", args.student), ("teacher", args.teacher)) if value]
+    return " ".join([*parts, *(f"--also {m}" for m in args.also), f"--out {args.out}"])
 
 
 def _write_report(out: Path, report: dict, markdown: str) -> int:

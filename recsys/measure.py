@@ -174,7 +174,7 @@ def markdown(report: dict) -> str:
     lines = ["# Model quality", "",
              f"Student `{report['student']}`, teacher `{report['teacher']}`, {report['heldout_pairs']} held-out "
              f"translation pairs; hybrid weight {report['lexical_weight']}. Regenerate with "
-             "`recsys measure --data ../shared/data --out docs/model_quality`.", "",
+             f"`{report.get('command', 'recsys measure --data ../shared/data --out docs/model_quality')}`.", "",
              "| task | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
     for key in keys:
         cells = [report["results"][n][key] for n in names]

@@ -65,3 +65,16 @@ def test_more_models_get_a_column_and_a_speed_each(monkeypatch: pytest.MonkeyPat
     page = measure.markdown(report)
     assert "| task | student | teacher | mmm | uuuu | tfidf |" in page
     assert "; mmm " in page and "; uuuu " in page
+
+
+def test_the_page_names_the_command_that_made_it() -> None:
+    import argparse
+
+    from recsys.cli_models import _measure_command
+
+    args = argparse.Namespace(data="D", student=None, teacher="T", also=["A", "B"], out="O")
+    assert _measure_command(args) == "recsys measure --data D --teacher T --also A --also B --out O"
+    report = {"student": "s", "teacher": "t", "heldout_pairs": 1, "lexical_weight": 0.5, "command": "recsys measure X",
+              "results": {"student": {"uk->en": 0.5}, "teacher": {"uk->en": 0.7}},
+              "sentences_per_s": {"student": 10.0, "teacher": 1.0}, "student_speedup": 10.0}
+    assert "Regenerate with `recsys measure X`." in measure.markdown(report)
