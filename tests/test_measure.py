@@ -78,3 +78,14 @@ def test_the_page_names_the_command_that_made_it() -> None:
               "results": {"student": {"uk->en": 0.5}, "teacher": {"uk->en": 0.7}},
               "sentences_per_s": {"student": 10.0, "teacher": 1.0}, "student_speedup": 10.0}
     assert "Regenerate with `recsys measure X`." in measure.markdown(report)
+
+
+def test_backend_report_says_why_fewer_texts_were_timed() -> None:
+    from recsys.measure_backends import _reduced
+
+    asked = {"headlines": 2000, "leads": 2000}
+    assert _reduced({"headlines": 2000, "leads": 2000, "asked": asked}) == []
+    short_data = _reduced({"headlines": 2000, "leads": 1361, "asked": asked})
+    assert len(short_data) == 1 and "2,000 leads were asked for; the data has 1,361" in short_data[0]
+    reduced = _reduced({"headlines": 1000, "leads": 500, "asked": {"headlines": 1000, "leads": 500}})
+    assert "reduced from 2,000 headlines + 2,000 leads to 1,000 + 500" in reduced[0]
