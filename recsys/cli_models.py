@@ -27,7 +27,8 @@ def cmd_distill(args: argparse.Namespace, settings: Settings) -> int:
         max_pairs_per_lang=args.max_pairs or None, epochs=args.epochs, contrastive_weight=args.contrastive_weight,
         seed=args.seed, vocab_size=args.vocab_size, heldout_per_lang=args.heldout,
         exclude_eval=Path(args.exclude_eval) if args.exclude_eval else None, own_targets=args.targets == "own",
-        whiten=args.whiten, **({"cache_dir": Path(args.cache_dir)} if args.cache_dir else {}),
+        whiten=args.whiten, monolingual=Path(args.monolingual) if args.monolingual else None,
+        **({"cache_dir": Path(args.cache_dir)} if args.cache_dir else {}),
     )
     if not config.data_dir.is_dir():
         raise InvalidInput(f"{config.data_dir}: no such folder of train.en-XX.tsv.gz files")
@@ -61,6 +62,8 @@ def _add_distill(sub: argparse._SubParsersAction) -> None:
                    "paraphraser_ru) are kept out of training, e.g. ../shared/data")
     p.add_argument("--whiten", type=float, default=0.0, help="after training, damp the student's dominant directions "
                    "with this strength (0 off, 1 full whitening; the shipped student uses 0.5)")
+    p.add_argument("--monolingual", metavar="SHARED", help="shared data folder whose stsb_multi_mt train sentences "
+                   "(in --langs and English) the student also learns, each as the teacher's vector of itself")
     p.add_argument("--whiten-only", metavar="STUDENT", help="no training: whiten this existing student into --out")
     p.set_defaults(func=cmd_distill)
 

@@ -26,7 +26,7 @@ from recsys.measure import top1
 from recsys.teacher_cache import TeacherCache
 from recsys.whitening import whiten_weights
 from recsys.parallel import (  # noqa: F401 - re-exported for callers of the distill API
-    NO_TRANSLATION, Pair, _hash64, evaluation_sentences, is_clean, load_pairs, origin_matches,
+    NO_TRANSLATION, Pair, _hash64, evaluation_sentences, is_clean, load_pairs, monolingual_sentences, origin_matches,
 )
 
 log = logging.getLogger(__name__)
@@ -66,6 +66,8 @@ class DistillConfig:
     # what docs/students measured) of the student's sentence vectors into its token table: see whiten_weights
     whiten_center: bool = True  # subtract the mean sentence vector first
     whiten_sample: int = 24_000  # training sentences the mean and covariance are taken from
+    monolingual: Path | None = None  # shared data folder: its stsb_multi_mt train sentences (cfg.langs and English)
+    # are learnt as student(x) ~ teacher(x), spread over the epoch's batches
 
 
 def train_tokenizer(texts: Sequence[str], vocab_size: int) -> Tokenizer:
@@ -146,6 +148,17 @@ def _training_data(cfg: DistillConfig) -> tuple[list[Pair], list[Pair]]:
     return train, heldout
 
 
+def _monolingual_data(cfg: DistillConfig, heldout: list[Pair]) -> list[str]:
+    """Monolingual training sentences: never a held-out sentence, nor (with exclude_eval) an evaluation one."""
+    if cfg.monolingual is None:
+        return []
+    texts = monolingual_sentences(cfg.monolingual, (*cfg.langs, "en"))
+    banned = {t for p in heldout for t in p[:2]} | (evaluation_sentences(cfg.exclude_eval) if cfg.exclude_eval else set())
+    kept = [t for t in texts if t not in banned]
+    log.info("%d monolingual sentences (%d dropped as held-out or evaluation text)", len(kept), len(texts) - len(kept))
+    return kept
+
+
 def distill(config: DistillConfig) -> Path:
     """Train the student described by ``config`` and write it as a SentenceTransformer folder to out_dir."""
     cfg = config
@@ -161,11 +174,13 @@ def distill(config: DistillConfig) -> Path:
     en_idx, xx_idx = (np.array([pos[p[side]] for p in train], dtype=np.int64) for side, pos in ((0, en_pos), (1, xx_pos)))
     log.info("%d training pairs (%d English, %d translated sentences), %d heldout pairs",
              len(train), len(en_texts), len(xx_texts), len(heldout))
+    mono_texts = _monolingual_data(cfg, heldout)
 
-    tok = train_tokenizer(en_texts + xx_texts, cfg.vocab_size)
+    tok = train_tokenizer(en_texts + xx_texts + mono_texts, cfg.vocab_size)
     cache = TeacherCache(teacher, cfg.cache_dir, cfg.teacher_batch_size, cfg.teacher_bf16)
     targets = torch.from_numpy(cache.encode(en_texts))
     own = torch.from_numpy(cache.encode(xx_texts)) if cfg.own_targets else None
+    mono = (_pack(tok, mono_texts), torch.from_numpy(cache.encode(mono_texts))) if mono_texts else None
     pieces = token_texts(tok)
     init = cache.encode([t or "[UNK]" for t in pieces])
     init[[i for i, t in enumerate(pieces) if not t]] = 0.0  # special tokens start at zero
@@ -190,7 +205,8 @@ def distill(config: DistillConfig) -> Path:
     log.info("before training: %s", history[-1])
     for epoch in range(cfg.epochs):
         loss = _epoch(weight, opt, (en_packed, xx_packed), (en_idx, xx_idx), (targets, own), cfg,
-                      rng.permutation(len(train)), f"distill epoch {epoch + 1}/{cfg.epochs}")
+                      rng.permutation(len(train)), f"distill epoch {epoch + 1}/{cfg.epochs}",
+                      mono and (*mono, rng.permutation(len(mono_texts))))
         history.append({"epoch": epoch + 1, "loss": loss, **evaluate()})
         log.info("epoch %d: %s", epoch + 1, history[-1])
     final = weight.detach()
@@ -204,7 +220,7 @@ def distill(config: DistillConfig) -> Path:
         history.append({"epoch": "whitened", **evaluate()})
         log.info("whitened (strength %s): %s", cfg.whiten, history[-1])
     return _save(cfg, teacher, tok, final, {"train_pairs": len(train), "heldout_pairs": len(heldout),
-                                            "history": history})
+                                            "monolingual_sentences": len(mono_texts), "history": history})
 
 
 def whiten_student(student: Path | str, out_dir: Path | str, config: DistillConfig, strength: float = 0.5,
@@ -236,18 +252,35 @@ def whiten_student(student: Path | str, out_dir: Path | str, config: DistillConf
     return out
 
 
+def _mono_loss(s: torch.Tensor, t: torch.Tensor, cfg: DistillConfig) -> torch.Tensor:
+    """Squared distance of student(x) to teacher(x), plus in-batch InfoNCE against the teacher's vectors."""
+    loss = (s - t).pow(2).sum(1).mean()
+    if cfg.contrastive_weight > 0 and len(s) > 1:
+        logits = F.normalize(s, dim=1) @ F.normalize(t, dim=1).T / cfg.temperature
+        labels = torch.arange(len(s))
+        loss = loss + cfg.contrastive_weight * (F.cross_entropy(logits, labels) + F.cross_entropy(logits.T, labels)) / 2
+    return loss
+
+
 def _epoch(weight: torch.nn.Parameter, opt: torch.optim.Optimizer, packed: tuple, idx: tuple[np.ndarray, np.ndarray],
-           targets: tuple[torch.Tensor, torch.Tensor | None], cfg: DistillConfig, order: np.ndarray, label: str) -> float:
+           targets: tuple[torch.Tensor, torch.Tensor | None], cfg: DistillConfig, order: np.ndarray, label: str,
+           mono: tuple | None = None) -> float:
     """One pass over the training pairs in `order`; returns the mean loss. `targets`: teacher vectors of
-    the English sentences and (own_targets) of the translated ones."""
+    the English sentences and (own_targets) of the translated ones. `mono`: (packed sentences, teacher
+    vectors, order), one slice of them added to every pair batch so the epoch covers them once."""
     (en_packed, xx_packed), (en_idx, xx_idx), (t_en, t_xx) = packed, idx, targets
     total, n = 0.0, 0
-    bar = tqdm(range(0, len(order), cfg.batch_size), desc=label, unit="batch")
+    steps = range(0, len(order), cfg.batch_size)
+    mono_cuts = np.linspace(0, len(mono[2]), len(steps) + 1).astype(int) if mono else None
+    bar = tqdm(steps, desc=label, unit="batch")
     for n, start in enumerate(bar, 1):
         b = order[start:start + cfg.batch_size]
         loss = _loss(_bag(weight, en_packed, en_idx[b]), _bag(weight, xx_packed, xx_idx[b]),
                      t_en[torch.from_numpy(en_idx[b])], en_idx[b], cfg,
                      None if t_xx is None else t_xx[torch.from_numpy(xx_idx[b])])
+        if mono is not None and mono_cuts[n] > mono_cuts[n - 1]:
+            m = mono[2][mono_cuts[n - 1]:mono_cuts[n]]
+            loss = loss + _mono_loss(_bag(weight, mono[0], m), mono[1][torch.from_numpy(m)], cfg)
         opt.zero_grad()
         loss.backward()
         opt.step()

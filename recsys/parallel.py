@@ -1,4 +1,4 @@
-"""Parallel text for distillation: reading, cleaning and splitting the train.en-XX.tsv.gz pairs."""
+"""Training text for distillation: the train.en-XX.tsv.gz pairs (read, cleaned, split) and monolingual sentences."""
 
 from __future__ import annotations
 
@@ -95,3 +95,16 @@ def evaluation_sentences(shared: Path) -> set[str]:
     if para.exists():
         banned |= {r["title"] for r in map(json.loads, gzip.open(para, "rt", encoding="utf-8"))}
     return banned
+
+
+def monolingual_sentences(shared: Path, langs: Sequence[str]) -> list[str]:
+    """Sentences of stsb_multi_mt's train split in ``langs`` (never its dev split, which `recsys measure` scores),
+    deduplicated and ordered by hash: text a multilingual teacher embeds in each language's own terms."""
+    sts = Path(shared) / "stsb_multi_mt"
+    if not (sts / "pairs.jsonl.gz").exists():
+        return []
+    with gzip.open(sts / "articles.jsonl.gz", "rt", encoding="utf-8") as f:
+        text = {r["id"]: r["title"] for r in map(json.loads, f) if r["lang"] in langs}
+    with gzip.open(sts / "pairs.jsonl.gz", "rt", encoding="utf-8") as f:
+        train = {r[side] for r in map(json.loads, f) if r.get("split") == "train" for side in ("a", "b")}
+    return sorted({text[i] for i in train if i in text and text[i]}, key=_hash64)

@@ -230,3 +230,68 @@ def test_own_targets_teach_each_side_the_teachers_view_of_itself() -> None:
     assert D._loss(t_en, t_xx, t_en, np.arange(2), cfg, t_xx=t_xx).item() == pytest.approx(0.0)
     # without own targets both sides learn teacher(English): the translation is 0.4 away per row (squared)
     assert D._loss(t_en, t_xx, t_en, np.arange(2), cfg).item() == pytest.approx(0.4)
+
+
+def write_sts(shared: Path) -> None:
+    """A tiny stsb_multi_mt: two train pairs (en, de, ja) and one dev pair."""
+    folder = shared / "stsb_multi_mt"
+    folder.mkdir(parents=True)
+    rows = [("t0-en", "en", "the cat sat"), ("t1-en", "en", "a dog ran"), ("t0-de", "de", "die katze sass"),
+            ("t1-de", "de", "ein hund lief"), ("t0-ja", "ja", "neko"), ("t1-ja", "ja", "inu"),
+            ("d0-en", "en", "dev sentence one"), ("d1-en", "en", "dev sentence two")]
+    with gzip.open(folder / "articles.jsonl.gz", "wt", encoding="utf-8") as f:
+        for i, lang, title in rows:
+            f.write(json.dumps({"id": i, "title": title, "text": "", "lang": lang}) + "\n")
+    with gzip.open(folder / "pairs.jsonl.gz", "wt", encoding="utf-8") as f:
+        for a, b, split in (("t0-en", "t1-en", "train"), ("t0-de", "t1-de", "train"), ("t0-ja", "t1-ja", "train"),
+                            ("d0-en", "d1-en", "dev")):
+            f.write(json.dumps({"a": a, "b": b, "score": 0.5, "split": split}) + "\n")
+
+
+def test_monolingual_sentences_are_train_split_in_the_languages_asked(tmp_path: Path) -> None:
+    from recsys.parallel import monolingual_sentences
+
+    write_sts(tmp_path)
+    got = monolingual_sentences(tmp_path, ("de", "en"))
+    assert sorted(got) == ["a dog ran", "die katze sass", "ein hund lief", "the cat sat"]  # no dev, no ja
+    assert monolingual_sentences(tmp_path / "missing", ("en",)) == []
+
+
+def test_mono_loss_is_zero_on_the_teacher_and_counts_squared_distance() -> None:
+    t = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    cfg = D.DistillConfig(contrastive_weight=0.0)
+    assert D._mono_loss(t, t, cfg).item() == pytest.approx(0.0)
+    assert D._mono_loss(torch.tensor([[0.0, 0.0], [0.0, 1.0]]), t, cfg).item() == pytest.approx(0.5)  # (1 + 0) / 2
+
+
+def test_distill_learns_monolingual_sentences_it_has_no_pair_for(tmp_path: Path) -> None:
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.sentence_transformer.modules import StaticEmbedding
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers
+
+    extra = ["alpha", "beta", "gamma", "delta", "omega"]  # words of no parallel pair: only the monolingual term has them
+    vocab = {w: i for i, w in enumerate(["[UNK]", *WORDS, *extra])}
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
+    tok.normalizer, tok.pre_tokenizer = normalizers.Lowercase(), pre_tokenizers.Whitespace()
+    weights = torch.from_numpy(np.random.default_rng(1).normal(size=(len(vocab), 16)).astype(np.float32))
+    SentenceTransformer(modules=[StaticEmbedding(tok, embedding_weights=weights)], device="cpu").save(str(tmp_path / "t"))
+    write_corpus(tmp_path / "data")
+    write_sts(tmp_path / "shared")
+    mono = [" ".join(random.Random(i).sample(extra, 3)) for i in range(12)]
+    with gzip.open(tmp_path / "shared" / "stsb_multi_mt" / "articles.jsonl.gz", "at", encoding="utf-8") as f:
+        for i, text in enumerate(mono):
+            f.write(json.dumps({"id": f"m{i}", "title": text, "text": "", "lang": "en"}) + "\n")
+    with gzip.open(tmp_path / "shared" / "stsb_multi_mt" / "pairs.jsonl.gz", "at", encoding="utf-8") as f:
+        for i in range(0, 12, 2):
+            f.write(json.dumps({"a": f"m{i}", "b": f"m{i + 1}", "score": 0.5, "split": "train"}) + "\n")
+    cfg = D.DistillConfig(teacher=str(tmp_path / "t"), data_dir=tmp_path / "data", cache_dir=tmp_path / "cache",
+                          langs=("uk", "ru"), heldout_per_lang=20, vocab_size=300, epochs=10, batch_size=32, lr=0.05,
+                          contrastive_weight=0.1, seed=3)
+    with_mono = D.distill(replace(cfg, out_dir=tmp_path / "mono", monolingual=tmp_path / "shared"))
+    without = D.distill(replace(cfg, out_dir=tmp_path / "plain"))
+    meta = json.loads((with_mono / "distill.json").read_text())
+    assert meta["monolingual_sentences"] == len(set(mono)) + 2  # and "the cat sat", "a dog ran"; no de, ja or dev
+    target = SentenceTransformer(cfg.teacher, device="cpu").encode(mono, normalize_embeddings=True)
+    cos = {name: float((SentenceTransformer(str(path), device="cpu").encode(mono) * target).sum(1).mean())
+           for name, path in (("mono", with_mono), ("plain", without))}
+    assert cos["mono"] > cos["plain"] + 0.2, cos
