@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
 from tqdm.auto import tqdm
 
+from recsys.distill_loss import _loss, _mono_loss
 from recsys.embed import MINILM
 from recsys.measure import top1
 from recsys.teacher_cache import TeacherCache
@@ -116,22 +117,6 @@ def _bag(weight: torch.Tensor, packed: tuple[torch.Tensor, np.ndarray], idx: np.
 def crosslingual_top1(model: Any, src: list[str], tgt: list[str]) -> float:
     """Share of ``src`` sentences whose nearest ``tgt`` sentence by cosine is their own translation."""
     return top1(model.encode(src), model.encode(tgt))
-
-
-def _loss(s_en: torch.Tensor, s_xx: torch.Tensor, t: torch.Tensor, en_idx: np.ndarray, cfg: DistillConfig,
-          t_xx: torch.Tensor | None = None) -> torch.Tensor:
-    """Squared distance to the teacher (mean over the batch) for both sides, plus optional InfoNCE.
-    `t_xx`: the teacher's own vectors of the translations (else both sides learn teacher(English))."""
-    loss = (s_en - t).pow(2).sum(1).mean() + (s_xx - (t if t_xx is None else t_xx)).pow(2).sum(1).mean()
-    if cfg.contrastive_weight > 0:
-        anchor = t if cfg.contrastive_target == "teacher" else s_en
-        logits = F.normalize(s_xx, dim=1) @ F.normalize(anchor, dim=1).T / cfg.temperature
-        e = torch.from_numpy(en_idx)
-        same = (e[:, None] == e[None, :]) & ~torch.eye(len(e), dtype=torch.bool)  # duplicates are no negatives
-        logits = logits.masked_fill(same, float("-inf"))
-        labels = torch.arange(len(e))
-        loss = loss + cfg.contrastive_weight * (F.cross_entropy(logits, labels) + F.cross_entropy(logits.T, labels)) / 2
-    return loss
 
 
 def _training_data(cfg: DistillConfig) -> tuple[list[Pair], list[Pair]]:
@@ -250,16 +235,6 @@ def whiten_student(student: Path | str, out_dir: Path | str, config: DistillConf
                         "data_dir": str(config.data_dir), "exclude_eval": str(config.exclude_eval), "seed": config.seed}
     (out / "distill.json").write_text(json.dumps(meta, indent=2, ensure_ascii=False), encoding="utf-8")
     return out
-
-
-def _mono_loss(s: torch.Tensor, t: torch.Tensor, cfg: DistillConfig) -> torch.Tensor:
-    """Squared distance of student(x) to teacher(x), plus in-batch InfoNCE against the teacher's vectors."""
-    loss = (s - t).pow(2).sum(1).mean()
-    if cfg.contrastive_weight > 0 and len(s) > 1:
-        logits = F.normalize(s, dim=1) @ F.normalize(t, dim=1).T / cfg.temperature
-        labels = torch.arange(len(s))
-        loss = loss + cfg.contrastive_weight * (F.cross_entropy(logits, labels) + F.cross_entropy(logits.T, labels)) / 2
-    return loss
 
 
 def _epoch(weight: torch.nn.Parameter, opt: torch.optim.Optimizer, packed: tuple, idx: tuple[np.ndarray, np.ndarray],
