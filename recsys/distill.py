@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
 from tqdm.auto import tqdm
 
-from recsys.distill_loss import _loss, _mono_loss
+from recsys.distill_loss import monolingual_loss, pair_loss
 from recsys.embed import MINILM
 from recsys.measure import top1
 from recsys.teacher_cache import TeacherCache
@@ -250,12 +250,12 @@ def _epoch(weight: torch.nn.Parameter, opt: torch.optim.Optimizer, packed: tuple
     bar = tqdm(steps, desc=label, unit="batch")
     for n, start in enumerate(bar, 1):
         b = order[start:start + cfg.batch_size]
-        loss = _loss(_bag(weight, en_packed, en_idx[b]), _bag(weight, xx_packed, xx_idx[b]),
+        loss = pair_loss(_bag(weight, en_packed, en_idx[b]), _bag(weight, xx_packed, xx_idx[b]),
                      t_en[torch.from_numpy(en_idx[b])], en_idx[b], cfg,
                      None if t_xx is None else t_xx[torch.from_numpy(xx_idx[b])])
         if mono is not None and mono_cuts[n] > mono_cuts[n - 1]:
             m = mono[2][mono_cuts[n - 1]:mono_cuts[n]]
-            loss = loss + _mono_loss(_bag(weight, mono[0], m), mono[1][torch.from_numpy(m)], cfg)
+            loss = loss + monolingual_loss(_bag(weight, mono[0], m), mono[1][torch.from_numpy(m)], cfg)
         opt.zero_grad()
         loss.backward()
         opt.step()

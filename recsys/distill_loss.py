@@ -22,7 +22,7 @@ def info_nce(s: torch.Tensor, anchor: torch.Tensor, temperature: float, same: to
     return (F.cross_entropy(logits, labels) + F.cross_entropy(logits.T, labels)) / 2
 
 
-def _loss(s_en: torch.Tensor, s_xx: torch.Tensor, t: torch.Tensor, en_idx: np.ndarray, cfg: DistillConfig,
+def pair_loss(s_en: torch.Tensor, s_xx: torch.Tensor, t: torch.Tensor, en_idx: np.ndarray, cfg: DistillConfig,
           t_xx: torch.Tensor | None = None) -> torch.Tensor:
     """Squared distance to the teacher (mean over the batch) for both sides, plus optional InfoNCE.
     `t_xx`: the teacher's own vectors of the translations (else both sides learn teacher(English))."""
@@ -35,7 +35,7 @@ def _loss(s_en: torch.Tensor, s_xx: torch.Tensor, t: torch.Tensor, en_idx: np.nd
     return loss
 
 
-def _mono_loss(s: torch.Tensor, t: torch.Tensor, cfg: DistillConfig) -> torch.Tensor:
+def monolingual_loss(s: torch.Tensor, t: torch.Tensor, cfg: DistillConfig) -> torch.Tensor:
     """Squared distance of student(x) to teacher(x), plus in-batch InfoNCE against the teacher's vectors."""
     loss = (s - t).pow(2).sum(1).mean()
     if cfg.contrastive_weight > 0 and len(s) > 1:

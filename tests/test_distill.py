@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from recsys import distill as D
+from recsys.distill_loss import monolingual_loss, pair_loss
 from recsys import teacher_cache
 
 WORDS = ("the cat dog house river city news war peace market bank school road car train plane "
@@ -194,8 +195,8 @@ def test_loss_ignores_duplicate_english_as_negatives_for_both_anchors():
     same_english = np.array([5, 5, 7])
     for target in ("teacher", "student"):
         cfg = D.DistillConfig(contrastive_weight=1.0, contrastive_target=target, temperature=0.1)
-        assert D._loss(t.clone(), t.clone(), t, same_english, cfg).item() < 0.01  # unmasked: ~0.46
-    assert D._loss(t, t, t, same_english, D.DistillConfig(contrastive_weight=0.0)).item() == 0.0
+        assert pair_loss(t.clone(), t.clone(), t, same_english, cfg).item() < 0.01  # unmasked: ~0.46
+    assert pair_loss(t, t, t, same_english, D.DistillConfig(contrastive_weight=0.0)).item() == 0.0
     with pytest.raises(ValueError):
         D.distill(D.DistillConfig(contrastive_target="english"))
 
@@ -227,9 +228,9 @@ def test_cli_distill_writes_a_loadable_model(tmp_path):
 def test_own_targets_teach_each_side_the_teachers_view_of_itself() -> None:
     t_en, t_xx = torch.tensor([[1.0, 0.0], [0.0, 1.0]]), torch.tensor([[0.8, 0.6], [0.6, 0.8]])
     cfg = D.DistillConfig(contrastive_weight=0.0)
-    assert D._loss(t_en, t_xx, t_en, np.arange(2), cfg, t_xx=t_xx).item() == pytest.approx(0.0)
+    assert pair_loss(t_en, t_xx, t_en, np.arange(2), cfg, t_xx=t_xx).item() == pytest.approx(0.0)
     # without own targets both sides learn teacher(English): the translation is 0.4 away per row (squared)
-    assert D._loss(t_en, t_xx, t_en, np.arange(2), cfg).item() == pytest.approx(0.4)
+    assert pair_loss(t_en, t_xx, t_en, np.arange(2), cfg).item() == pytest.approx(0.4)
 
 
 def write_sts(shared: Path) -> None:
@@ -260,8 +261,8 @@ def test_monolingual_sentences_are_train_split_in_the_languages_asked(tmp_path: 
 def test_mono_loss_is_zero_on_the_teacher_and_counts_squared_distance() -> None:
     t = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
     cfg = D.DistillConfig(contrastive_weight=0.0)
-    assert D._mono_loss(t, t, cfg).item() == pytest.approx(0.0)
-    assert D._mono_loss(torch.tensor([[0.0, 0.0], [0.0, 1.0]]), t, cfg).item() == pytest.approx(0.5)  # (1 + 0) / 2
+    assert monolingual_loss(t, t, cfg).item() == pytest.approx(0.0)
+    assert monolingual_loss(torch.tensor([[0.0, 0.0], [0.0, 1.0]]), t, cfg).item() == pytest.approx(0.5)  # (1 + 0) / 2
 
 
 def test_distill_learns_monolingual_sentences_it_has_no_pair_for(tmp_path: Path) -> None:
