@@ -11,12 +11,12 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from recsys import widget
+from recsys.article import Article
 from recsys.cache import Entry, ResponseCache, etag_matches, make_etag
 from recsys.engine import Engine, Related
 from recsys.errors import InvalidInput, NotFound
 from recsys.recommend import Filters
 from recsys.settings import Settings
-from recsys.store import Article
 
 JSON = "application/json"
 HTML = "text/html; charset=utf-8"

@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from recsys import lexical
+from recsys.article import Article
 from recsys.recommend import Filters
-from recsys.store import Article
 
 WORD = re.compile(r"\w+", re.UNICODE)
 

@@ -16,8 +16,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from recsys.article import Article
 from recsys.settings import Settings
-from recsys.store import Article
 
 log = logging.getLogger(__name__)
 

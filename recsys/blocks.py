@@ -18,7 +18,8 @@ from recsys import candidates as cand
 from recsys import neighbours as nbr
 from recsys.catalog import Snapshot
 from recsys.index import LiveIndex
-from recsys.recommend import Filters, Pool, Query, Ranking, blend, eligible, rank
+from recsys.recommend import Filters, Pool, Query, Ranking, eligible, rank
+from recsys.scores import blend
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,9 @@ it), the related floor (98 % recall of related pairs), and the copy threshold fo
 languages (1st percentile of translation pairs, raised to keep the story precision on labelled
 cross-language pairs not beyond the window, and never below the story rules that judge dated ones).
 The story pair score's own lexical weight is chosen first: the one finding most same-story pairs
-of the fit half at the precision target. The result is recsys/calibration/<model-slug>.json.
+of the fit half at the precision target. Last, the headline-vector threshold ORed with the whole
+rule: the lowest at which no story set loses precision. The result is
+recsys/calibration/<model-slug>.json.
 """
 
 from __future__ import annotations
@@ -26,7 +28,8 @@ from recsys import calibration_fit as cf
 from recsys.calibration_data import (
     Encoded, PairTable, load_sets, model_languages, pair_table, story_partners, translation_pairs,
 )
-from recsys.recommend import Ranking, fuse
+from recsys.recommend import Ranking
+from recsys.scores import fuse
 from recsys.thresholds import model_slug
 
 log = logging.getLogger(__name__)
@@ -47,7 +50,7 @@ def story_mrr(enc: Encoded, grams: tuple[np.ndarray, np.ndarray], fusion: str, w
     """Mean reciprocal rank of the first same-story article, ranking the whole set per query.
 
     `grams`: (dense, lexical) cosines between all articles; `half`: only queries of that fit
-    half (None: all). Returns (MRR, queries). recommend.fuse normalises per list: here the list
+    half (None: all). Returns (MRR, queries). scores.fuse normalises per list: here the list
     is the whole set, in the engine the candidate pool, so "weighted" scores differ a little."""
     partners = story_partners(enc)
     rows = sorted(q for q in partners if half is None or cf.fit_half(enc.ids[q]) == half)
@@ -145,8 +148,17 @@ def fit_copy(translations: np.ndarray, fit: np.ndarray, floor: float) -> float:
 
 def story_decisions(t: PairTable, chosen: dict) -> np.ndarray:
     """The story rule (COPY or SAME_STORY) over a table of scores."""
-    return np.array([cf.decide(d, lx, chosen, days_apart=days, cross_language=cross) != cf.DIFFERENT
-                     for d, lx, days, cross in zip(t.dense, t.lexical, t.days, t.cross)], dtype=bool)
+    return np.array([cf.decide(d, lx, chosen, days_apart=days, cross_language=cross, headline=h) != cf.DIFFERENT
+                     for d, lx, days, cross, h in zip(t.dense, t.lexical, t.days, t.cross, t.headline)], dtype=bool)
+
+
+def fit_headline(story: PairTable, chosen: dict, target: float) -> cf.Fit:
+    """The headline-vector threshold ORed with the fitted story rule (fit half): no story set may lose
+    precision by it (each keeps `target`, or what the rule without it had where that is lower)."""
+    f = story.fit
+    base = story_decisions(subset(story, f), {**chosen, "story_title_threshold": cf.NEVER})
+    apart = story.days[f] > float(chosen["story_window_days"])
+    return cf.threshold_ored_per_set(story.headline[f], base, story.gold[f], story.sets[f], target, apart)
 
 
 def subset(table: PairTable, keep: np.ndarray) -> PairTable:
@@ -172,10 +184,14 @@ def measure(story: PairTable, related: PairTable, translations: np.ndarray, fit:
     """Precision and recall of every decision on the held-out half."""
     held = ~story.fit
     said = story_decisions(story, chosen)
+    plain = story_decisions(story, {**chosen, "story_title_threshold": cf.NEVER})
     out = {"same_story": _pr(said[held], story.gold[held]),
            "same_story_cross_language": _pr(said[held & story.cross], story.gold[held & story.cross]),
            "same_story_by_set": {name: _pr(said[held & (story.sets == name)], story.gold[held & (story.sets == name)])
-                                 for name in sorted(set(story.sets))}}
+                                 for name in sorted(set(story.sets))},
+           "same_story_by_set_without_headline_rule": {
+               name: _pr(plain[held & (story.sets == name)], story.gold[held & (story.sets == name)])
+               for name in sorted(set(story.sets))}}
     copy = (story.dense >= chosen["copy_dense_threshold"]) & copy_judged(story, float(chosen["story_window_days"]))
     out["copy_on_story_pairs"] = _pr(copy[held], story.gold[held])
     held_tr = translations[~fit]
@@ -230,8 +246,10 @@ def fit_all(sets: Sequence[Encoded], translations: np.ndarray, fit: np.ndarray,
               "story_threshold_in_window": _round(in_window.threshold) if in_window.reached else None,
               "related_floor": _round(related_fit.threshold), "lexical_weight": weight,
               "story_lexical_weight": story_w, "fusion": fusion}
+    headline_fit = fit_headline(story, chosen, target)
+    chosen["story_title_threshold"] = _round(headline_fit.threshold)
     fits = {"story_dense_threshold": dense_fit.__dict__, "story_threshold": blend_fit.__dict__,
-            "story_threshold_in_window": in_window.__dict__,
+            "story_threshold_in_window": in_window.__dict__, "story_title_threshold": headline_fit.__dict__,
             "related_floor": related_fit.__dict__}
     details = {"story_precision_target": target, "story_weights": story_weights,
                "story_tradeoff": story_tradeoff(outside_window, story_w),

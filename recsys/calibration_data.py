@@ -23,8 +23,8 @@ import numpy as np
 from scipy import sparse
 
 from recsys import lexical
-from recsys.datasets import Dataset, load_dataset
 from recsys.calibration_fit import fit_half
+from recsys.datasets import Dataset, load_dataset
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +40,7 @@ Labels = list[tuple[str, str, bool]]
 
 @dataclass
 class Encoded:
-    """One labelled set, embedded: dense unit vectors and lexical TF-IDF rows per article."""
+    """One labelled set, embedded: dense unit vectors, lexical TF-IDF rows and headline vectors per article."""
 
     name: str
     ids: list[str]
@@ -50,6 +50,7 @@ class Encoded:
     story: Labels
     related: Labels
     ts: np.ndarray | None = None  # publication time per article (NaN when undated)
+    headlines: np.ndarray | None = None  # unit vectors of the headlines alone (None: not embedded)
 
     def days_apart(self, pairs: Sequence[tuple[str, str, bool]]) -> np.ndarray:
         """Days between the two articles of each pair (NaN where either is undated)."""
@@ -68,6 +69,15 @@ class Encoded:
         dense = np.einsum("ij,ij->i", self.vectors[a], self.vectors[b])
         lex = np.asarray(self.lexical[a].multiply(self.lexical[b]).sum(axis=1)).ravel()
         return dense.astype(float), lex.astype(float)
+
+    def headline_cosines(self, pairs: Sequence[tuple[str, str, bool]]) -> np.ndarray:
+        """Cosine of the two headlines' vectors of each pair (NaN without headline vectors)."""
+        if self.headlines is None:
+            return np.full(len(pairs), np.nan)
+        pos = {ident: i for i, ident in enumerate(self.ids)}
+        a = np.array([pos[p[0]] for p in pairs], dtype=int)
+        b = np.array([pos[p[1]] for p in pairs], dtype=int)
+        return np.einsum("ij,ij->i", self.headlines[a], self.headlines[b]).astype(float) if len(a) else np.zeros(0)
 
     def cross(self, pairs: Sequence[tuple[str, str, bool]]) -> np.ndarray:
         lang = dict(zip(self.ids, self.langs))
@@ -134,7 +144,8 @@ def encode_set(ds: Dataset, embedder, story: Labels, related: Labels, whole: boo
     log.info("%s: embedding %d articles", ds.name, len(texts))
     ts = np.array([a.published_ts if a.published_ts is not None else np.nan for a in ds.articles], dtype=float)
     return Encoded(ds.name, [a.id for a in ds.articles], [a.lang for a in ds.articles],
-                   embedder.encode(texts), lexical.vectors(texts, stats.idf), story, related, ts)
+                   embedder.encode(texts), lexical.vectors(texts, stats.idf), story, related, ts,
+                   embedder.encode([a.title for a in ds.articles]))
 
 
 def model_languages(model: str) -> tuple[str, ...] | None:
@@ -189,11 +200,13 @@ class PairTable:
     cross: np.ndarray
     fit: np.ndarray
     days: np.ndarray
+    headline: np.ndarray  # cosine of the headline vectors (NaN where unknown)
 
 
 def pair_table(sets: Sequence[Encoded], which: str) -> PairTable:
     """The story or related labels of every set, with their scores."""
-    cols: dict[str, list[np.ndarray]] = {k: [] for k in ("sets", "dense", "lexical", "gold", "cross", "fit", "days")}
+    cols: dict[str, list[np.ndarray]] = {
+        k: [] for k in ("sets", "dense", "lexical", "gold", "cross", "fit", "days", "headline")}
     for enc in sets:
         labels = getattr(enc, which)
         dense, lex = enc.features(labels)
@@ -204,6 +217,7 @@ def pair_table(sets: Sequence[Encoded], which: str) -> PairTable:
         cols["cross"].append(enc.cross(labels))
         cols["fit"].append(np.array([fit_half(a, b) for a, b, _ in labels], dtype=bool))
         cols["days"].append(enc.days_apart(labels))
+        cols["headline"].append(enc.headline_cosines(labels))
     return PairTable(**{k: np.concatenate(v) if v else np.zeros(0) for k, v in cols.items()})
 
 

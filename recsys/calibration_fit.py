@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from recsys.recommend import blend
+from recsys.scores import blend
 
 NEVER = 2.0  # the engine's "off": no cosine reaches it
 DIFFERENT, SAME_STORY, COPY = 0, 1, 2
@@ -101,6 +101,37 @@ def fit_story_rule(dense: Sequence[float], mixed: Sequence[float], gold: Sequenc
     return best
 
 
+def threshold_ored_per_set(scores: Sequence[float], base: Sequence[bool], gold: Sequence[bool],
+                           sets: Sequence[str], min_precision: float, blocked: Sequence[bool] | None = None) -> Fit:
+    """The lowest threshold of a rule `score >= t` ORed with an existing decision `base` such that, at it
+    and at every higher one, no set loses precision: each set keeps `min_precision`, or where `base`
+    alone is below that on the set, keeps at least `base`'s precision there.
+
+    Judged per set, not pooled: a set where the rule is far more precise must not pay for one where it
+    is not. `blocked` pairs never fire by the rule (beyond the story window). NaN scores never fire.
+    Returns NEVER (reached=False) when even the highest candidate fails; precision and recall are
+    those of the whole ORed rule on all sets."""
+    s, b, g = np.asarray(scores, float), np.asarray(base, bool), np.asarray(gold, bool)
+    names = np.asarray(sets, dtype=object)
+    able = ~b & ~np.isnan(s)
+    if blocked is not None:
+        able &= ~np.asarray(blocked, bool)
+    floors = {}
+    for name in set(names.tolist()):
+        mine = names == name
+        p, _ = precision_recall(b[mine], g[mine])
+        floors[name] = min_precision if math.isnan(p) else min(min_precision, p)
+    cand = np.unique(s[able])[::-1]
+    best: Fit = Fit(NEVER, *precision_recall(b, g), reached=False)
+    for i, t in enumerate(cand):
+        said = b | (able & (s >= t))
+        if any(precision_recall(said[names == n], g[names == n])[0] < floors[n] - 1e-12 for n in floors):
+            break
+        below = cand[i + 1] if i + 1 < len(cand) else -np.inf
+        best = Fit(_between(t, below), *precision_recall(said, g))
+    return best
+
+
 def threshold_best_f1(scores: Sequence[float], gold: Sequence[bool]) -> Fit:
     """The threshold that maximises F1 of `score >= threshold` against `gold`."""
     s, g = np.asarray(scores, float), np.asarray(gold, bool)
@@ -128,12 +159,13 @@ def low_percentile(scores: Sequence[float], percent: float) -> float:
 
 
 def decide(dense: float, lexical: float, knobs: dict, same_identity: bool = False,
-           days_apart: float = math.nan, cross_language: bool = True) -> int:
-    """COPY, SAME_STORY or DIFFERENT from two items' scores: the story rule of recommend.relations.
+           days_apart: float = math.nan, cross_language: bool = True, headline: float = math.nan) -> int:
+    """COPY, SAME_STORY or DIFFERENT from two items' scores: the story rule of story_rule.relations.
 
     `same_identity`: they share a url/original_url or a normalised headline; `days_apart`: their
     distance in time (NaN when either is undated); `cross_language`: they are in two languages (only
-    then, and never beyond the story window, do near-identical vectors mean one text)."""
+    then, and never beyond the story window, do near-identical vectors mean one text); `headline`:
+    the cosine of their headlines' vectors (NaN: unknown, the headline rule does not fire)."""
     apart = days_apart > float(knobs.get("story_window_days", math.inf))
     translated = cross_language and not apart and dense >= knobs["copy_dense_threshold"]
     if same_identity or translated:
@@ -146,6 +178,8 @@ def decide(dense: float, lexical: float, knobs: dict, same_identity: bool = Fals
     weight = knobs.get("story_lexical_weight")
     weight = knobs["lexical_weight"] if weight is None else weight
     if blend(dense, lexical, weight) >= threshold or dense >= knobs["story_dense_threshold"]:
+        return SAME_STORY
+    if headline >= float(knobs.get("story_title_threshold", NEVER)):
         return SAME_STORY
     return DIFFERENT
 

@@ -18,7 +18,9 @@ from recsys import lexical
 from recsys.catalog import Catalog, Snapshot
 from recsys.index import LiveIndex
 from recsys.neighbours import make_pool
-from recsys.recommend import DAY, RELAX_ORDER, Filters, Pool, Query, Ranking, blend, relations, same_text
+from recsys.recommend import RELAX_ORDER, Filters, Pool, Query, Ranking, same_text
+from recsys.scores import DAY, blend
+from recsys.story_rule import STORY_COLUMNS, relations
 
 
 class QueryVectors:
@@ -126,10 +128,10 @@ def distinct_stories(snap: Snapshot, shown: list[int], picked: list[int], need: 
     rows = np.array(shown + picked, dtype=np.int64)
     if not len(rows):
         return []
-    vec = snap.vectors[rows]
-    col = {name: snap.col[name][rows] for name in ("url", "original", "title", "ts", "lang")}
+    vec, head = snap.vectors[rows], snap.headlines[rows].astype(np.float32)
+    col = {name: snap.col[name][rows] for name in STORY_COLUMNS}
     lex_rows = snap.lexical.take(rows)
-    _, story = relations(col, vec @ vec.T, lambda mask: lexical.gram_at(lex_rows, mask), knobs)
+    _, story = relations(col, vec @ vec.T, lambda mask: lexical.gram_at(lex_rows, mask), knobs, head @ head.T)
     kept = list(range(len(shown)))
     for i in range(len(shown), len(rows)):
         if len(kept) - len(shown) >= need:

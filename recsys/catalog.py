@@ -4,7 +4,9 @@ A row is a vector's position in the live FAISS index: rows are appended in the o
 adds vectors and never change, so FAISS output maps to metadata without a lookup, and a request
 reads nothing from the database until it knows its final items. Rows of edited or deleted
 articles stay, marked dead. Writers append under a lock; readers take `snapshot()` and see a
-consistent prefix of rows without locking.
+consistent prefix of rows without locking. Beside each article's vector the catalog keeps the
+vector of its headline alone (float16: the story rule only compares it with a threshold), for
+the story rule; none is searched.
 """
 
 from __future__ import annotations
@@ -75,6 +77,7 @@ class Snapshot:
     n: int
     col: dict[str, np.ndarray]
     vectors: np.ndarray
+    headlines: np.ndarray  # float16 headline vectors by row (zeros where none)
     lexical: LexicalRows
     ids: list[str]
     langs: list[str]
@@ -138,6 +141,7 @@ class Catalog:
         self.n = 0
         self.col = {name: np.zeros(capacity, dtype=kind) for name, kind in COLUMNS.items()}
         self.vectors = np.zeros((capacity, dimension), dtype=np.float32)
+        self.headlines = np.zeros((capacity, dimension), dtype=np.float16)
         self.lexical = LexicalRows()
         self.ids: list[str] = []
         self.row_of_id: dict[str, int] = {}
@@ -148,10 +152,13 @@ class Catalog:
 
     def snapshot(self) -> Snapshot:
         n = self.n  # read first: everything read after it covers at least n rows
-        return Snapshot(n, self.col, self.vectors, self.lexical, self.ids, self.langs, self.sections)
+        return Snapshot(n, self.col, self.vectors, self.headlines, self.lexical, self.ids, self.langs, self.sections)
 
-    def append(self, metas: Sequence[Meta], vectors: np.ndarray, lexical_rows: sparse.csr_matrix) -> np.ndarray:
-        """Add rows (dead where the vector is no longer current: Meta.article_id == ""); their numbers."""
+    def append(self, metas: Sequence[Meta], vectors: np.ndarray, lexical_rows: sparse.csr_matrix,
+               headlines: np.ndarray | None = None) -> np.ndarray:
+        """Add rows (dead where the vector is no longer current: Meta.article_id == ""); their numbers.
+
+        `headlines`: the headline vectors of the rows (None: none, the headline rule never fires)."""
         with self._lock:
             start, count = self.n, len(metas)
             self._reserve(start + count)
@@ -166,6 +173,7 @@ class Catalog:
             col["text"][start:end] = [m.text_key for m in metas]
             col["alive"][start:end] = [bool(m.article_id) for m in metas]
             self.vectors[start : start + count] = vectors
+            self.headlines[start : start + count] = 0.0 if headlines is None else headlines
             self.lexical.append(start, lexical_rows)
             for i, m in enumerate(metas):
                 self.ids.append(m.article_id)
@@ -212,4 +220,7 @@ class Catalog:
             grown[name][: self.n] = array[: self.n]
         vectors = np.zeros((capacity, self.dimension), dtype=np.float32)
         vectors[: self.n] = self.vectors[: self.n]
-        self.col, self.vectors = grown, vectors  # new arrays hold every old row before n can grow
+        headlines = np.zeros((capacity, self.dimension), dtype=np.float16)
+        headlines[: self.n] = self.headlines[: self.n]
+        # new arrays hold every old row before n can grow
+        self.col, self.vectors, self.headlines = grown, vectors, headlines

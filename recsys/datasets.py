@@ -15,9 +15,9 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from recsys.article import Article
 from recsys.errors import InvalidInput
 from recsys.ingest import read_articles
-from recsys.store import Article
 
 log = logging.getLogger(__name__)
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 from html import escape
 from typing import TYPE_CHECKING
 
+from recsys.article import Article
 from recsys.errors import NotFound
-from recsys.store import Article
 
 if TYPE_CHECKING:
     from recsys.engine import Engine

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import numpy as np
 
+from recsys.article import Article
 from recsys.errors import ConfigError
 from recsys.settings import Settings
-from recsys.store import Article
 from recsys.thresholds import load_calibration
 
 log = logging.getLogger(__name__)

@@ -23,12 +23,14 @@ from recsys import candidates as cand
 from recsys import index as idx
 from recsys import lexical
 from recsys import neighbours as nbr
+from recsys.article import Article, Headline
 from recsys.catalog import Catalog, Meta, key_of, metas_from_rows
 from recsys.embed import Embedder, content_hash, load_embedder
 from recsys.errors import InvalidInput, NotFound
-from recsys.recommend import Filters, Query, blend
+from recsys.recommend import Filters, Query
+from recsys.scores import blend
 from recsys.settings import Settings
-from recsys.store import Article, Headline, Store
+from recsys.store import Store
 from recsys.thresholds import ranking_from
 
 log = logging.getLogger(__name__)
@@ -82,8 +84,10 @@ class Engine:
         hashes = {i: content_hash(t) for i, t in texts.items()}
         stale = [a for a in articles if known.get(a.id) != (hashes[a.id], self.embedder.name)]
         vectors = self.embedder.encode([texts[a.id] for a in stale], progress=progress)
-        fresh = {a.id: v for a, v in zip(stale, vectors)}
-        self.store.upsert([(a, hashes[a.id], fresh.get(a.id)) for a in articles], self.embedder.name)
+        # the headline alone, for the story rule: outlets' headlines of one event agree more than their leads
+        headlines = self.embedder.encode([a.title for a in stale], progress=progress)
+        fresh = {a.id: (v, h) for a, v, h in zip(stale, vectors, headlines)}
+        self.store.upsert([(a, hashes[a.id], *fresh.get(a.id, (None, None))) for a in articles], self.embedder.name)
         inserted = len({a.id for a in articles} - known.keys())
         return UpsertResult(inserted=inserted, updated=len({a.id for a in articles}) - inserted, embedded=len(fresh))
 
@@ -103,9 +107,9 @@ class Engine:
         added = 0
         with self._sync_lock:
             live = self.live
-            for rows, matrix in self.store.vector_rows(self.embedder.name, after_vid=live.max_vid):
+            for rows, matrix, headlines in self.store.vector_rows(self.embedder.name, after_vid=live.max_vid):
                 metas, texts = self._metas(rows)
-                appended = live.catalog.append(metas, matrix, lexical.vectors(texts, live.lexical.idf))
+                appended = live.catalog.append(metas, matrix, lexical.vectors(texts, live.lexical.idf), headlines)
                 live.add(appended, matrix, int(rows[-1]["vid"]))
                 nbr.mark_entered(live.neighbours, live.catalog.snapshot(), appended)
                 added += len(rows)
@@ -120,16 +124,18 @@ class Engine:
             missing = self.store.get_many(self.store.ids_needing_vectors(self.embedder.name))
             for start in range(0, len(missing), 2048):
                 self._store(missing[start : start + 2048], progress)
-            metas, texts, chunks = [], [], []
-            for rows, matrix in self.store.vector_rows(self.embedder.name):
+            metas, texts, chunks, headline_chunks = [], [], [], []
+            for rows, matrix, headlines in self.store.vector_rows(self.embedder.name):
                 m, t = self._metas(rows)
                 metas += m
                 texts += t
                 chunks.append(matrix)
-            vectors = np.concatenate(chunks) if chunks else np.zeros((0, self.embedder.dimension), np.float32)
+                headline_chunks.append(headlines)
+            empty = np.zeros((0, self.embedder.dimension), np.float32)
+            vectors = np.concatenate(chunks) if chunks else empty
             stats, weighed = lexical.fit_rows(texts)
             catalog = Catalog(self.embedder.dimension, max(1024, len(metas)))
-            catalog.append(metas, vectors, weighed)
+            catalog.append(metas, vectors, weighed, np.concatenate(headline_chunks) if chunks else empty)
             index = idx.new_index(self.embedder.dimension, len(metas), self.params)
             with _all_cores(self.settings):
                 index.add(vectors)
@@ -153,7 +159,7 @@ class Engine:
         vectors = saved.index.reconstruct_n(0, saved.index.ntotal) if saved.index.ntotal else \
             np.zeros((0, self.embedder.dimension), np.float32)
         catalog = Catalog(self.embedder.dimension, max(1024, len(ordered)))
-        catalog.append(ordered, vectors, saved.lexical_rows)
+        catalog.append(ordered, vectors, saved.lexical_rows, saved.headlines)
         by_lang = {catalog.code_of("lang", name): sub for name, sub in saved.by_lang.items()}
         live = idx.LiveIndex(saved.index, saved.manifest, catalog, by_lang, self.params, saved.stats)
         k = self.settings.min_candidates
@@ -239,19 +245,21 @@ class Engine:
                 found |= {snap.ids[r] for r in rows if r < snap.n and snap.ids[r]}
         return found
 
-    def pair_features(self, a_id: str, b_id: str) -> tuple[float, float]:
-        """(dense cosine, lexical cosine) of two stored articles."""
+    def pair_features(self, a_id: str, b_id: str) -> tuple[float, float, float]:
+        """(dense cosine, lexical cosine, headline cosine) of two stored articles."""
         self.sync()
         rows = [self.live.catalog.row_of_id.get(i) for i in (a_id, b_id)]
         if None in rows:
             raise NotFound(f"no indexed article with id {a_id if rows[0] is None else b_id!r}")
         snap = self.live.catalog.snapshot()
         lex = snap.lexical.take(np.array(rows))
-        return float(snap.vectors[rows[0]] @ snap.vectors[rows[1]]), float(lexical.gram(lex)[0, 1])
+        head = snap.headlines[rows].astype(np.float32)
+        return (float(snap.vectors[rows[0]] @ snap.vectors[rows[1]]), float(lexical.gram(lex)[0, 1]),
+                float(head[0] @ head[1]))
 
     def similarity(self, a_id: str, b_id: str) -> float:
         """The fused relevance of b to a (the score ranking starts from, without the time bonus)."""
-        dense, lex = self.pair_features(a_id, b_id)
+        dense, lex, _ = self.pair_features(a_id, b_id)
         return float(blend(dense, lex, self.knobs.lexical_weight))
 
     def health(self) -> dict[str, object]:

@@ -38,7 +38,8 @@ log = logging.getLogger(__name__)
 METRIC = "inner_product"
 LEXICAL_FILE = "lexical_df.npz"
 ROWS_FILE = "rows.npz"
-FORMAT = 2  # builds of another layout are rebuilt, not misread
+HEADLINES_FILE = "headlines.npy"
+FORMAT = 3  # builds of another layout are rebuilt, not misread (3: headline vectors)
 
 
 @dataclass(frozen=True)
@@ -191,6 +192,7 @@ def save_build(index_dir: Path, live: LiveIndex, keep: int) -> Path:
         faiss.write_index(sub.index, str(tmp / f"lang-{snap.langs[code]}.faiss"))
         langs[f"lang_{snap.langs[code]}"] = sub.rows[: sub.count]
     np.savez(tmp / ROWS_FILE, vids=snap.col["vid"][: snap.n], **langs)
+    np.save(tmp / HEADLINES_FILE, snap.headlines[: snap.n])
     sparse.save_npz(tmp / "lexical_rows.npz", snap.lexical.matrix(), compressed=False)
     live.lexical.save(tmp / LEXICAL_FILE)
     live.neighbours.save(tmp)
@@ -215,6 +217,7 @@ class SavedBuild:
     lexical_rows: sparse.csr_matrix
     by_lang: dict[str, LangIndex]
     stats: LexicalStats
+    headlines: np.ndarray  # float16, one row per position of `index`
 
 
 def _prune(builds: Path, keep: int, live: str) -> None:
@@ -258,7 +261,11 @@ def load_current(index_dir: Path, model: str, dimension: int, ef_search: int) ->
         by_lang = {name[5:]: LangIndex(_read(folder / f"lang-{name[5:]}.faiss", ef_search), rows[name])
                    for name in rows.files if name.startswith("lang_")}
     lexical_rows = sparse.load_npz(folder / "lexical_rows.npz").tocsr()
-    return SavedBuild(folder, manifest, index, vids, lexical_rows, by_lang, LexicalStats.load(folder / LEXICAL_FILE))
+    headlines = np.load(folder / HEADLINES_FILE)
+    if headlines.shape != (manifest.count, dimension):
+        raise IndexMismatch(f"index build {manifest.build_id} does not match its manifest; run `recsys build`")
+    return SavedBuild(folder, manifest, index, vids, lexical_rows, by_lang, LexicalStats.load(folder / LEXICAL_FILE),
+                      headlines)
 
 
 def _read(path: Path, ef_search: int) -> faiss.Index:

@@ -20,8 +20,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from recsys.article import Article
 from recsys.errors import InvalidInput, PayloadTooLarge
-from recsys.store import Article
 
 CYRILLIC_UK = set("іїєґІЇЄҐ")
 CYRILLIC_RU = set("ыэъёЫЭЪЁ")

@@ -24,11 +24,12 @@ import numpy as np
 
 from recsys import lexical
 from recsys.catalog import Snapshot
-from recsys.recommend import STORY_COLUMNS, Pool, Ranking, relations
+from recsys.recommend import Pool, Ranking
+from recsys.story_rule import STORY_COLUMNS, relations
 
 POOL_COLUMNS = ("alive", "lang", "ts", "section", "url", "original", "title", "text")
 FILE = "neighbours.npz"
-FORMAT = 1  # of the saved arrays: lists saved in another layout are made again
+FORMAT = 2  # of the saved arrays and the rule: lists made otherwise are made again (2: headline rule)
 BATCH = 2048  # rows per batch at build time: (BATCH, k, dimension) vectors are gathered at once
 EXACT_MARKING = 1 << 22  # new rows x rows of their language compared per write; a bulk load above it
 # marks every list of the language stale instead (each is made again when asked, until the next build)
@@ -61,9 +62,10 @@ def make_pool(snap: Snapshot, rows: np.ndarray, dense: np.ndarray, lexical_score
     """A candidate pool over catalog rows; `known`: their (copy, story) bitsets, when precomputed."""
     col = {name: snap.col[name][rows] for name in POOL_COLUMNS}
 
-    def pairs(positions: np.ndarray) -> tuple[np.ndarray, Callable[[np.ndarray], np.ndarray]]:
+    def pairs(positions: np.ndarray) -> tuple[np.ndarray, Callable[[np.ndarray], np.ndarray], np.ndarray]:
         vec = snap.vectors[rows[positions]]
-        return vec @ vec.T, lambda mask: lexical.gram_at(snap.lexical.take(rows[positions]), mask)
+        head = snap.headlines[rows[positions]].astype(np.float32)
+        return vec @ vec.T, lambda mask: lexical.gram_at(snap.lexical.take(rows[positions]), mask), head @ head.T
 
     return Pool(rows, dense.astype(np.float64), lexical_scores, col, pairs, known)
 
@@ -146,7 +148,9 @@ def _relations(snap: Snapshot, rows: np.ndarray, valid: np.ndarray, knobs: Ranki
         out[at, i, j] = snap.lexical.pair_dots(rows[at, i], rows[at, j])
         return out
 
-    copy, story = relations(col, vectors @ np.swapaxes(vectors, 1, 2), pair_lexical, knobs)
+    head = snap.headlines[rows].astype(np.float32)
+    copy, story = relations(col, vectors @ np.swapaxes(vectors, 1, 2), pair_lexical, knobs,
+                            head @ np.swapaxes(head, 1, 2))
     both = valid[:, :, None] & valid[:, None, :]
     return copy & both, story & both
 

@@ -17,12 +17,12 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from recsys.errors import InvalidInput
+from recsys.scores import DAY, blend, fuse, recency
+from recsys.story_rule import STORY_COLUMNS, LexicalAt, relations
 
 LANG_POLICIES = ("same", "prefer", "any")
 FUSIONS = ("blend", "weighted", "rrf", "dense")
 RELAX_ORDER = ("section", "max_age_days", "lang_policy")
-DAY = 86_400.0
-RRF_K = 60.0
 
 
 @dataclass(frozen=True)
@@ -59,6 +59,7 @@ class Ranking:
     related_floor: float = 0.0  # fused score to the query below which an item is not related
     lexical_weight: float = 0.5
     story_lexical_weight: float | None = None  # lexical weight in the story pair score; None: lexical_weight
+    story_title_threshold: float = 2.0  # headline-vector cosine at which two items are one story (2 = off)
     fusion: str = "blend"
     recency_weight: float = 0.05
     recency_half_life_days: float = 14.0
@@ -76,14 +77,14 @@ class Query:
     text_key: int = 0
 
 
-LexicalAt = Callable[[np.ndarray], np.ndarray]  # mask of pairs -> lexical similarities there (0 elsewhere)
-PairSimilarities = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray | LexicalAt]]
+PairSimilarities = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray | LexicalAt, np.ndarray | None]]
 
 
 @dataclass(frozen=True)
 class Pool:
     """Candidates as aligned arrays: catalog rows, scores to the query, catalog columns, and a
-    function giving (dense, lexical) similarity matrices among chosen positions of the pool; when
+    function giving (dense, lexical, headline) similarity matrices among chosen positions of the pool
+    (headline None where the catalog has no headline vectors); when
     the pool comes from precomputed neighbour lists, also its copy and story relations as bitsets
     (bit c of copy[i]: position c is a copy of i; bit c of story[i]: c tells i's story)."""
 
@@ -100,43 +101,6 @@ class Ranked:
     rows: list[int]
     scores: list[float]
     collapsed: dict[int, tuple[int, ...]]  # shown row -> rows of its story that were not shown
-
-
-def blend(dense: np.ndarray | float, lexical: np.ndarray | float, weight: float) -> np.ndarray | float:
-    """The absolute fused score: dense cosine plus a weighted lexical cosine, back on the cosine scale."""
-    return (dense + weight * lexical) / (1.0 + weight)
-
-
-def _minmax(x: np.ndarray) -> np.ndarray:
-    low = x.min() if len(x) else 0.0
-    span = float(x.max() - low) if len(x) else 0.0
-    return (x - low) / span if span > 0 else np.zeros_like(x)
-
-
-def _ranks(x: np.ndarray) -> np.ndarray:
-    out = np.empty(len(x))
-    out[np.argsort(-x, kind="stable")] = np.arange(1, len(x) + 1)
-    return out
-
-
-def fuse(dense: np.ndarray, lexical: np.ndarray, knobs: Ranking) -> np.ndarray:
-    """The relevance part of the ranking key, by the configured fusion method."""
-    w = knobs.lexical_weight
-    if knobs.fusion == "dense" or w == 0:
-        return dense.astype(np.float64)
-    if knobs.fusion == "weighted":  # per-list normalisation, then a weighted sum
-        return (_minmax(dense) + w * _minmax(lexical)) / (1.0 + w)
-    if knobs.fusion == "rrf":
-        return 1.0 / (RRF_K + _ranks(dense)) + w / (RRF_K + _ranks(lexical))
-    return np.asarray(blend(dense, lexical, w), dtype=np.float64)
-
-
-def recency(ts: np.ndarray, anchor_ts: float, knobs: Ranking) -> np.ndarray:
-    """Bonus halving every half-life of distance from the article's own time; undated items get
-    the bonus of one half-life away (neither favoured nor pushed down)."""
-    days = np.abs(ts - anchor_ts) / DAY
-    days = np.where(np.isnan(days), knobs.recency_half_life_days, days)
-    return knobs.recency_weight * 0.5 ** (days / knobs.recency_half_life_days)
 
 
 def same_text(col: dict[str, np.ndarray], keys: tuple[int, ...]) -> np.ndarray:
@@ -170,51 +134,6 @@ def eligible(query: Query, pool: Pool, filters: Filters, excluded_rows: np.ndarr
     return ok
 
 
-def story_weight(knobs: Ranking) -> float:
-    """The lexical weight of the pair score that decides "one story"."""
-    return knobs.lexical_weight if knobs.story_lexical_weight is None else knobs.story_lexical_weight
-
-
-def relations(col: dict[str, np.ndarray], pair_dense: np.ndarray, pair_lexical: np.ndarray | LexicalAt,
-              knobs: Ranking) -> tuple[np.ndarray, np.ndarray]:
-    """(copy, story) boolean matrices over some candidates: one text told twice, and one story.
-
-    `pair_lexical` is the lexical similarity matrix, or a function giving it where a mask says:
-    only pairs whose dense score alone cannot settle the story decision ask for it. Columns may be
-    stacked (B, n) with (B, n, n) pair matrices: B lists of candidates are judged at once."""
-    url, original = col["url"], col["original"]
-
-    def shared(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-        return (a[..., :, None] == b[..., None, :]) & (a[..., :, None] != 0)
-
-    links = shared(url, original) | shared(original, original) | shared(url, url)
-    days = np.abs(col["ts"][..., :, None] - col["ts"][..., None, :]) / DAY  # NaN when either is undated
-    apart, dated = days > knobs.story_window_days, ~np.isnan(days)
-    # near-identical vectors mean one text only across languages (a translation, never published further
-    # apart than one story); within one language two outlets' takes on one event score as high: the story
-    # rule judges those
-    translated = (pair_dense >= knobs.copy_dense_threshold) & (col["lang"][..., :, None] != col["lang"][..., None, :])
-    translated &= ~apart
-    copy = links | np.swapaxes(links, -1, -2) | shared(col["title"], col["title"]) | translated
-    in_window = knobs.story_threshold if knobs.story_threshold_in_window is None else knobs.story_threshold_in_window
-    threshold = np.where(dated, in_window, knobs.story_threshold)
-    w = story_weight(knobs)
-    if w == 0:
-        close = pair_dense >= threshold
-    else:  # lexical cosines lie in [0, 1]: outside this band of dense scores the pair score is decided
-        sure = pair_dense >= threshold * (1.0 + w) + 1e-9
-        undecided = ~sure & (pair_dense >= threshold * (1.0 + w) - w - 1e-9) & ~copy & ~apart
-        close = sure
-        if undecided.any():
-            lexical = pair_lexical(undecided) if callable(pair_lexical) else pair_lexical
-            close = close | (undecided & (blend(pair_dense, lexical, w) >= threshold))
-    close = close | (pair_dense >= knobs.story_dense_threshold)
-    return copy, copy | (close & ~apart)
-
-
-STORY_COLUMNS = ("url", "original", "title", "ts", "lang")  # what `relations` reads
-
-
 def collapse(order: list[int], pool: Pool, knobs: Ranking, reader_lang: int, limit: int) -> list[tuple[int, list[int]]]:
     """Groups (shown position, other positions) in rank order, one per story, at most `limit`.
 
@@ -234,7 +153,8 @@ def collapse(order: list[int], pool: Pool, knobs: Ranking, reader_lang: int, lim
         batch = order[start : start + chunk]
         start += chunk
         positions = np.array(leaders + batch)
-        copy, story = relations({k: pool.col[k][positions] for k in STORY_COLUMNS}, *pool.pairs(positions), knobs)
+        dense, lexical, title = pool.pairs(positions)
+        copy, story = relations({k: pool.col[k][positions] for k in STORY_COLUMNS}, dense, lexical, knobs, title)
         known = len(leaders)
         for lead, joined in _leaders_of_batch(story, known, len(batch), limit):
             leader = int(positions[lead])

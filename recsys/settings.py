@@ -53,6 +53,9 @@ class Settings(BaseSettings):
     story_dense_threshold: float | None = Field(
         default=None, ge=0.0, le=2.0, description="dense cosine at which two items in any languages are one story; "
         "unset = the model's calibration (2 = off)")
+    story_title_threshold: float | None = Field(
+        default=None, ge=0.0, le=2.0, description="cosine of two items' headline vectors at which they are one story; "
+        "unset = the model's calibration (2 = off)")
     story_window_days: float | None = Field(
         default=None, gt=0.0, description="days within which two dated items can be one story; unset = the model's "
         "calibration (none: no limit)")

@@ -1,4 +1,5 @@
-"""The article store: SQLite (WAL) holding articles and their current embedding vectors.
+"""The article store: SQLite (WAL) holding articles and their current embedding vectors (the
+embedded text's, and its headline's alone).
 
 Every vector gets a fresh `vid` (AUTOINCREMENT, never reused). FAISS indexes vids, not article
 ids, so a changed or deleted article's old vector simply stops resolving here: that is how
@@ -11,12 +12,12 @@ import json
 import sqlite3
 import threading
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
-from datetime import date, datetime, timezone
+from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from recsys.article import FIELDS, Article, Headline
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS articles (
@@ -44,62 +45,11 @@ CREATE TABLE IF NOT EXISTS vectors (
     vid INTEGER PRIMARY KEY AUTOINCREMENT,
     article_id TEXT NOT NULL,
     model TEXT NOT NULL,
-    vector BLOB NOT NULL
+    vector BLOB NOT NULL,
+    headline BLOB
 );
 CREATE INDEX IF NOT EXISTS vectors_article ON vectors(article_id);
 """
-
-FIELDS = (
-    "id", "url", "title", "text", "lang", "published_at", "source", "section", "tags",
-    "image_url", "original_url", "original_lang", "original_source",
-)
-
-
-class Article(BaseModel):
-    """One news article as the publisher describes it."""
-
-    model_config = ConfigDict(extra="ignore", str_strip_whitespace=True)
-
-    id: str = Field(min_length=1, max_length=512)
-    url: str | None = None
-    title: str = Field(min_length=1, max_length=2000)
-    text: str = ""
-    lang: str = Field(pattern=r"^[a-z]{2}$")
-    published_at: datetime | None = None
-    source: str | None = None
-    section: str | None = None
-    tags: list[str] = Field(default_factory=list)
-    image_url: str | None = None
-    original_url: str | None = None
-    original_lang: str | None = Field(default=None, pattern=r"^[a-z]{2}$")
-    original_source: str | None = None
-
-    @field_validator("id", mode="before")
-    @classmethod
-    def _id_as_text(cls, value: object) -> object:
-        return str(value) if isinstance(value, int) else value
-
-    @field_validator("published_at", mode="before")
-    @classmethod
-    def _dates_are_midnight(cls, value: object) -> object:
-        if isinstance(value, str) and len(value) == 10:
-            value = date.fromisoformat(value)
-        if isinstance(value, date) and not isinstance(value, datetime):
-            return datetime(value.year, value.month, value.day, tzinfo=timezone.utc)
-        return value
-
-    @field_validator("published_at")
-    @classmethod
-    def _aware(cls, value: datetime | None) -> datetime | None:
-        # Naive times are taken as UTC: feeds often drop the offset, refusing them loses data.
-        if value is not None and value.tzinfo is None:
-            return value.replace(tzinfo=timezone.utc)
-        return value
-
-    @property
-    def published_ts(self) -> float | None:
-        return self.published_at.timestamp() if self.published_at else None
-
 
 def _row_to_article(row: sqlite3.Row) -> Article:
     data = {name: row[name] for name in FIELDS}
@@ -111,21 +61,6 @@ RANKING_COLUMNS = "a.id, a.lang, a.published_ts, a.section, a.url, a.original_ur
 
 
 HEADLINE_COLUMNS = "id, url, title, source, lang, published_at, section, image_url, original_source"
-
-
-@dataclass(frozen=True, slots=True)
-class Headline:
-    """What a related block shows of a stored article (the fields of the answer's items)."""
-
-    id: str
-    url: str | None
-    title: str
-    source: str | None
-    lang: str
-    published_at: datetime | None
-    section: str | None
-    image_url: str | None
-    original_source: str | None
 
 
 def _as_blob(vector: np.ndarray) -> bytes:
@@ -145,6 +80,9 @@ class Store:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(SCHEMA)
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(vectors)")}
+        if "headline" not in columns:  # a store from before headline vectors: they are made on the next build
+            self._db.execute("ALTER TABLE vectors ADD COLUMN headline BLOB")
 
     def close(self) -> None:
         with self._lock:
@@ -180,15 +118,17 @@ class Store:
                 out[row[0]] = (row[1], row[2])
         return out
 
-    def upsert(self, rows: Sequence[tuple[Article, str, np.ndarray | None]], model: str) -> None:
-        """Insert or replace articles in one transaction; a given vector replaces the current one."""
+    def upsert(self, rows: Sequence[tuple[Article, str, np.ndarray | None, np.ndarray | None]], model: str) -> None:
+        """Insert or replace articles in one transaction: (article, content hash, vector, headline vector);
+        a given vector replaces the current one (with its headline vector, which may be None)."""
         now = datetime.now(timezone.utc).isoformat()
         with self._lock, self._db:
             self._db.execute("BEGIN IMMEDIATE")
-            for article, content_hash, vector in rows:
-                self._upsert_one(article, content_hash, vector, model, now)
+            for article, content_hash, vector, headline in rows:
+                self._upsert_one(article, content_hash, vector, headline, model, now)
 
-    def _upsert_one(self, article: Article, content_hash: str, vector: np.ndarray | None, model: str, now: str) -> None:
+    def _upsert_one(self, article: Article, content_hash: str, vector: np.ndarray | None,
+                    headline: np.ndarray | None, model: str, now: str) -> None:
         values = article.model_dump(include=set(FIELDS))
         values["published_at"] = article.published_at.isoformat() if article.published_at else None
         values["tags"] = json.dumps(article.tags, ensure_ascii=False)
@@ -197,8 +137,8 @@ class Store:
         if vector is not None:
             self._db.execute("DELETE FROM vectors WHERE article_id = ?", (article.id,))
             vid = self._db.execute(
-                "INSERT INTO vectors (article_id, model, vector) VALUES (?, ?, ?)",
-                (article.id, model, _as_blob(vector)),
+                "INSERT INTO vectors (article_id, model, vector, headline) VALUES (?, ?, ?, ?)",
+                (article.id, model, _as_blob(vector), None if headline is None else _as_blob(headline)),
             ).lastrowid
         cols = ", ".join(FIELDS)
         marks = ", ".join("?" * len(FIELDS))
@@ -225,20 +165,25 @@ class Store:
         return np.frombuffer(rows[0][0], dtype=np.float32) if rows else None
 
     def vector_rows(self, model: str, after_vid: int = 0, batch: int = 10_000
-                    ) -> Iterator[tuple[list[sqlite3.Row], np.ndarray]]:
-        """Yield (rows, matrix) chunks of current vectors with vid > after_vid, in vid order.
+                    ) -> Iterator[tuple[list[sqlite3.Row], np.ndarray, np.ndarray]]:
+        """Yield (rows, vectors, headline vectors) chunks of current vectors with vid > after_vid, in vid
+        order; a headline vector stored as none is zeros.
 
         Rows carry vid, id and the article columns ranking reads, unvalidated: they are trusted."""
         last = after_vid
         while True:
             rows = self._query(
-                f"SELECT v.vid, v.vector, {RANKING_COLUMNS} FROM vectors v JOIN articles a ON a.vid = v.vid "
+                f"SELECT v.vid, v.vector, v.headline, {RANKING_COLUMNS} FROM vectors v JOIN articles a ON a.vid = v.vid "
                 "WHERE v.model = ? AND v.vid > ? ORDER BY v.vid LIMIT ?",
                 (model, last, batch),
             )
             if not rows:
                 return
-            yield rows, np.stack([np.frombuffer(r["vector"], dtype=np.float32) for r in rows])
+            vectors = np.stack([np.frombuffer(r["vector"], dtype=np.float32) for r in rows])
+            zero = np.zeros(vectors.shape[1], np.float32)
+            headlines = np.stack([zero if r["headline"] is None else np.frombuffer(r["headline"], dtype=np.float32)
+                                  for r in rows])
+            yield rows, vectors, headlines
             last = int(rows[-1]["vid"])
 
     def rows_by_vid(self, vids: Sequence[int], model: str) -> dict[int, sqlite3.Row]:
@@ -273,10 +218,10 @@ class Store:
         return self._query("SELECT COALESCE(MAX(vid), 0) FROM vectors")[0][0]
 
     def ids_needing_vectors(self, model: str) -> list[str]:
-        """Articles with no vector from `model` (new model, or stored without one)."""
+        """Articles with no vector from `model` (new model, or stored without one or without its headline's)."""
         rows = self._query(
             "SELECT a.id FROM articles a LEFT JOIN vectors v ON v.vid = a.vid "
-            "WHERE v.vid IS NULL OR v.model != ? ORDER BY a.id",
+            "WHERE v.vid IS NULL OR v.model != ? OR v.headline IS NULL ORDER BY a.id",
             (model,),
         )
         return [r[0] for r in rows]

@@ -17,10 +17,10 @@ import unicodedata
 from collections.abc import Callable, Mapping, Sequence
 
 from recsys import metrics
+from recsys.article import Article
 from recsys.calibration_data import STORY_SETS, story_labels
 from recsys.calibration_fit import DIFFERENT, decide
 from recsys.datasets import Dataset, stories
-from recsys.store import Article
 
 log = logging.getLogger(__name__)
 
@@ -99,11 +99,11 @@ def decision_quality(ds: Dataset, engine, story_threshold: float, seed: int = 0)
     knobs = dataclasses.asdict(engine.knobs)
     said = []
     for a, b, _ in positives + judged:
-        dense, lexical = engine.pair_features(a, b)
+        dense, lexical, headline = engine.pair_features(a, b)
         ta, tb = by_id[a].published_ts, by_id[b].published_ts
         days = abs(ta - tb) / 86_400 if ta is not None and tb is not None else float("nan")
         cross = by_id[a].lang != by_id[b].lang
-        said.append(decide(dense, lexical, knobs, same_identity(by_id[a], by_id[b]), days, cross) != DIFFERENT)
+        said.append(decide(dense, lexical, knobs, same_identity(by_id[a], by_id[b]), days, cross, headline) != DIFFERENT)
     weights = [1.0] * len(positives) + [len(negatives) / max(len(judged), 1)] * len(judged)
     gold = [True] * len(positives) + [False] * len(judged)
     precision, recall = metrics.decision_precision_recall(said, gold, weights)

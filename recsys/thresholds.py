@@ -16,8 +16,9 @@ from recsys.errors import ConfigError
 from recsys.recommend import FUSIONS, Ranking
 from recsys.settings import Settings
 
-CALIBRATED = ("copy_dense_threshold", "story_threshold", "story_dense_threshold", "story_window_days",
-              "story_threshold_in_window", "related_floor", "lexical_weight", "story_lexical_weight", "fusion")
+CALIBRATED = ("copy_dense_threshold", "story_threshold", "story_dense_threshold", "story_title_threshold",
+              "story_window_days", "story_threshold_in_window", "related_floor", "lexical_weight",
+              "story_lexical_weight", "fusion")
 CALIBRATION_DIR = Path(__file__).resolve().parent / "calibration"
 
 

@@ -13,7 +13,7 @@ from html import escape
 from importlib import resources
 from urllib.parse import urlsplit
 
-from recsys.store import Headline
+from recsys.article import Headline
 
 HEADINGS = {"uk": "Читайте також", "ru": "Читайте также", "en": "Related stories"}
 DEFAULT_LANG = "uk"

@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from recsys.article import Article
 from recsys.settings import Settings
-from recsys.store import Article
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 

@@ -16,8 +16,9 @@ from recsys.calibrate import story_mrr
 from recsys.calibration_data import Encoded, related_labels, story_labels
 from recsys.cli import main
 from recsys.datasets import Dataset
-from recsys.recommend import Ranking, relations
+from recsys.recommend import Ranking
 from recsys.settings import Settings
+from recsys.story_rule import relations
 from recsys.thresholds import CALIBRATED, ranking_from
 
 
@@ -89,17 +90,38 @@ def test_fit_half_is_symmetric_stable_and_about_half() -> None:
 @pytest.mark.parametrize("days", [None, 1.0, 5.0])
 @pytest.mark.parametrize("cross", [True, False])
 @pytest.mark.parametrize("story_weight", [None, 0.0])
+@pytest.mark.parametrize("headline", [0.2, 0.85])
 def test_decide_is_the_engine_rule(dense: float, lexical: float, days: float | None, cross: bool,
-                                   story_weight: float | None) -> None:
+                                   story_weight: float | None, headline: float) -> None:
     knobs = {"copy_dense_threshold": 0.9, "story_threshold": 0.5, "story_dense_threshold": 0.7, "lexical_weight": 0.5,
-             "story_window_days": 3.0, "story_threshold_in_window": 0.4, "story_lexical_weight": story_weight}
+             "story_window_days": 3.0, "story_threshold_in_window": 0.4, "story_lexical_weight": story_weight,
+             "story_title_threshold": 0.8}
     ts = np.array([0.0, np.nan if days is None else days * 86_400])
     col = {"url": np.array([1, 2]), "original": np.array([0, 0]), "title": np.array([3, 4]), "ts": ts,
            "lang": np.array([1, 2 if cross else 1])}
     pair_dense, pair_lexical = np.array([[1.0, dense], [dense, 1.0]]), np.array([[1.0, lexical], [lexical, 1.0]])
-    copy, story = relations(col, pair_dense, pair_lexical, Ranking(**knobs))
-    said = cf.decide(dense, lexical, knobs, days_apart=np.nan if days is None else days, cross_language=cross)
+    pair_title = np.array([[1.0, headline], [headline, 1.0]])
+    copy, story = relations(col, pair_dense, pair_lexical, Ranking(**knobs), pair_title)
+    said = cf.decide(dense, lexical, knobs, days_apart=np.nan if days is None else days, cross_language=cross,
+                     headline=headline)
     assert (said == cf.COPY) == bool(copy[0, 1]) and (said != cf.DIFFERENT) == bool(story[0, 1])
+
+
+def test_headline_threshold_is_the_lowest_keeping_every_sets_precision() -> None:
+    # set A: base fires on a1 (right); headline scores .9 (right), .8 (right), .7 (wrong), .6 (right)
+    # set B: base fires on b1 (right) and b2 (wrong): precision 1/2, the floor B keeps; headlines .85 (right), .75 (wrong)
+    scores = [np.nan, .9, .8, .7, .6, np.nan, np.nan, .85, .75]
+    base = [True, False, False, False, False, True, True, False, False]
+    gold = [True, True, True, False, True, True, False, True, False]
+    sets = ["A"] * 5 + ["B"] * 4
+    fit = cf.threshold_ored_per_set(scores, base, gold, sets, 0.9)
+    # t=.9, .85, .8 keep A at 1.0 and B at >= 1/2 (.85 lifts B to 2/3); t=.75 drops B to 2/4 = 1/2, still its
+    # floor; t=.7 drops A to 3/4 < 0.9: stop. The threshold is halfway between .75 and .7
+    assert fit.reached and fit.threshold == pytest.approx(0.725)
+    assert fit.precision == pytest.approx(5 / 7) and fit.recall == pytest.approx(5 / 6)
+    blocked = [False, False, False, False, False, False, False, True, False]  # b's .85 pair lies beyond the window
+    assert cf.threshold_ored_per_set(scores, base, gold, sets, 0.9, blocked).threshold == pytest.approx(0.775)
+    assert not cf.threshold_ored_per_set([.9, .5], [False, False], [False, True], ["A", "A"], 0.9).reached
 
 
 def test_story_mrr_ranks_the_whole_set() -> None:

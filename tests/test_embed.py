@@ -7,10 +7,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from recsys.article import Article
 from recsys.embed import DEFAULT_MODEL, MINILM, STATIC_MODEL, STATIC_REVISION, article_text, builtin_model_path, load_embedder, parse_fields
 from recsys.errors import ConfigError
 from recsys.settings import Settings
-from recsys.store import Article
 
 
 def test_shipped_student_is_small_and_the_default_is_e5_both_calibrated() -> None:
@@ -33,7 +33,7 @@ def test_vectors_of_an_earlier_student_revision_are_embedded_again(tmp_path: Pat
     settings = Settings(model=STATIC_MODEL, db_path=tmp_path / "db.sqlite", index_dir=tmp_path / "index")
     engine = open_engine(settings)
     engine.upsert([Article(id="a", title="Нацбанк знизив облікову ставку", lang="uk")])
-    engine.store.upsert([(engine.store.get("a"), "stale", np.ones(384, np.float32))], f"{STATIC_MODEL}#1")
+    engine.store.upsert([(engine.store.get("a"), "stale", np.ones(384, np.float32), None)], f"{STATIC_MODEL}#1")
     assert engine.store.ids_needing_vectors(engine.embedder.name) == ["a"]
     engine.build()
     assert engine.store.ids_needing_vectors(engine.embedder.name) == []

@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 
 from conftest import STORY_OF, build_tiny_model, story_articles
+from recsys.article import Article
 from recsys.embed import load_embedder
 from recsys.engine import open_engine
 from recsys.errors import IndexMismatch, NotFound
 from recsys.recommend import Filters
 from recsys.settings import Settings
-from recsys.store import Article
 
 
 def related_ids(engine, article_id: str, **kw: object) -> list[str]:  # noqa: ANN001
@@ -91,6 +91,20 @@ def test_build_compacts_and_restart_reloads(engine, settings: Settings, tiny_emb
     assert live.ntotal == 16 and live.manifest.count == 16
     reopened = open_engine(settings, embedder=tiny_embedder)
     assert reopened.live.manifest.build_id == live.manifest.build_id and reopened.live.ntotal == 16
+
+
+def test_headline_vectors_are_stored_indexed_and_reloaded(engine, settings: Settings, tiny_embedder) -> None:  # noqa: ANN001
+    a, b = story_articles()[:2]
+    want = tiny_embedder.encode([a.title, b.title])
+    _, _, headline = engine.pair_features(a.id, b.id)
+    assert headline == pytest.approx(float(want[0] @ want[1]), abs=2e-3)  # float16 in the catalog
+    engine.build()
+    reopened = open_engine(settings, embedder=tiny_embedder)
+    assert reopened.pair_features(a.id, b.id) == pytest.approx(engine.pair_features(a.id, b.id))
+    fresh = Article(id="new", title=a.title, text="Зовсім інший текст", lang="uk")
+    engine.upsert([fresh])  # appended after the build: its headline vector arrives with it
+    dense, _, headline = engine.pair_features(a.id, "new")
+    assert headline == pytest.approx(1.0, abs=2e-3) and dense < 0.99  # the headline's vector, not the text's
 
 
 def test_fills_limit_by_relaxing_and_reports_it(engine) -> None:  # noqa: ANN001

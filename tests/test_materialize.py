@@ -9,8 +9,8 @@ from fastapi.testclient import TestClient
 
 from conftest import story_articles
 from recsys.api import create_app
+from recsys.article import Article
 from recsys.settings import Settings
-from recsys.store import Article
 
 
 def _drained(app, timeout: float = 60.0) -> None:  # noqa: ANN001

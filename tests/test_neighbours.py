@@ -9,12 +9,12 @@ import pytest
 from conftest import story_articles
 from recsys import candidates as cand
 from recsys import neighbours as nbr
+from recsys.article import Article
 from recsys.cli import sample_corpus
 from recsys.engine import open_engine
 from recsys.ingest import read_articles
 from recsys.recommend import Filters
 from recsys.settings import Settings
-from recsys.store import Article
 
 FILTERS = [Filters(limit=5), Filters(limit=3), Filters(limit=2, max_age_days=2.0), Filters(limit=4, section="economy"),
            Filters(limit=3, fill=False)]

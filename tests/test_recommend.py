@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
 from recsys.catalog import headline_key, key_of
 from recsys.errors import InvalidInput
-from recsys.recommend import (
-    DAY, Filters, Pool, Query, Ranking, _leaders_of_batch, blend, collapse, eligible, fuse, rank, recency, relations,
-)
+from recsys.recommend import Filters, Pool, Query, Ranking, _leaders_of_batch, collapse, eligible, rank
+from recsys.scores import DAY, blend, fuse, recency
+from recsys.story_rule import relations
 
 NOW = 1_800_000_000.0
 UK, EN = 0, 1
@@ -17,7 +19,8 @@ PLAIN = Ranking(copy_dense_threshold=0.95, story_threshold=0.6, story_dense_thre
                 lexical_weight=0.0, recency_weight=0.0)
 
 
-def make_pool(specs: list[dict], pair_dense: np.ndarray | None = None, pair_lexical: np.ndarray | None = None) -> Pool:
+def make_pool(specs: list[dict], pair_dense: np.ndarray | None = None, pair_lexical: np.ndarray | None = None,
+              pair_title: np.ndarray | None = None) -> Pool:
     """specs: dense, lexical, lang, age_days, section, url, original, title per candidate (row = position)."""
     n = len(specs)
     col = {
@@ -33,8 +36,9 @@ def make_pool(specs: list[dict], pair_dense: np.ndarray | None = None, pair_lexi
     dense = np.eye(n) if pair_dense is None else pair_dense
     lexical = np.eye(n) if pair_lexical is None else pair_lexical
 
-    def pairs(positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        return dense[np.ix_(positions, positions)], lexical[np.ix_(positions, positions)]
+    def pairs(positions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        at = np.ix_(positions, positions)
+        return dense[at], lexical[at], None if pair_title is None else pair_title[at]
 
     return Pool(np.arange(n), np.array([s["dense"] for s in specs], float),
                 np.array([s.get("lexical", 0.0) for s in specs]), col, pairs)
@@ -101,9 +105,25 @@ def test_translation_link_and_same_headline_mean_one_text() -> None:
     pool = make_pool([{"dense": 0.9, "url": "https://en.example/a", "lang": EN},
                       {"dense": 0.8, "url": "https://uk.example/a", "original": "https://en.example/a"},
                       {"dense": 0.7, "title": "Same headline!"}, {"dense": 0.6, "title": "same  HEADLINE"}])
-    copy, story = relations(pool.col, *pool.pairs(np.arange(4)), PLAIN)
+    dense, lexical, title = pool.pairs(np.arange(4))
+    copy, story = relations(pool.col, dense, lexical, PLAIN, title)
     assert copy[0, 1] and copy[1, 0] and copy[2, 3] and not copy[0, 2]
     assert (story == (copy | np.eye(4, dtype=bool))).all()
+
+
+def test_close_headlines_tell_one_story_unless_published_too_far_apart() -> None:
+    dense = np.array([[1, .5, .5], [.5, 1, .5], [.5, .5, 1]])
+    title = np.array([[1, .93, .95], [.93, 1, .7], [.95, .7, 1]])
+    pool = make_pool([{"dense": 0.9, "age_days": 0}, {"dense": 0.8, "age_days": 1}, {"dense": 0.7, "age_days": 9}],
+                     dense, pair_title=title)
+    knobs = Ranking(story_threshold=0.9, story_title_threshold=0.92, story_window_days=3.0, lexical_weight=0.0)
+    copy, story = relations(pool.col, dense, np.eye(3), knobs, title)
+    # 0-1: headlines .93 >= .92, a day apart -> one story; 0-2: .95 but nine days apart -> not; 1-2: .7 -> not
+    assert story[0, 1] and story[1, 0] and not story[0, 2] and not story[1, 2] and not copy[0, 1]
+    _, off = relations(pool.col, dense, np.eye(3), replace(knobs, story_title_threshold=2.0), title)
+    assert not off[0, 1]  # 2 = off, the default
+    _, none = relations(pool.col, dense, np.eye(3), knobs)
+    assert not none[0, 1]  # no headline vectors: the rule cannot fire
 
 
 def test_story_rule_uses_the_fused_pair_score_and_the_cross_language_dense_rule() -> None:

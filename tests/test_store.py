@@ -6,7 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
-from recsys.store import Article, Store
+from recsys.article import Article
+from recsys.store import Store
 
 
 def art(ident: str = "x1", title: str = "Заголовок", **kw: object) -> Article:
@@ -27,8 +28,8 @@ def test_real_database_file_in_wal_mode(tmp_path: Path) -> None:
 def test_upsert_roundtrip_and_idempotence(tmp_path: Path) -> None:
     store = Store(tmp_path / "db.sqlite")
     a = art(tags=["a", "b"], published_at="2026-10-01T09:00:00+03:00", source="Вісник", original_url="https://o.example/1", original_lang="en")
-    store.upsert([(a, "h1", vec(1))], "m")
-    store.upsert([(a, "h1", None)], "m")
+    store.upsert([(a, "h1", vec(1), None)], "m")
+    store.upsert([(a, "h1", None, None)], "m")
     assert store.count() == 1
     got = store.get("x1")
     assert got == a and got.published_at.utcoffset().total_seconds() == 3 * 3600
@@ -38,9 +39,9 @@ def test_upsert_roundtrip_and_idempotence(tmp_path: Path) -> None:
 
 def test_new_vector_gets_new_vid_and_old_vid_stops_resolving(tmp_path: Path) -> None:
     store = Store(tmp_path / "db.sqlite")
-    store.upsert([(art(), "h1", vec(1))], "m")
+    store.upsert([(art(), "h1", vec(1), None)], "m")
     first = store.max_vid()
-    store.upsert([(art(title="Новий заголовок"), "h2", vec(2))], "m")
+    store.upsert([(art(title="Новий заголовок"), "h2", vec(2), None)], "m")
     second = store.max_vid()
     assert second > first
     assert store.headlines_by_vid([first]) == {} and store.rows_by_vid([first], "m") == {}
@@ -54,26 +55,50 @@ def test_new_vector_gets_new_vid_and_old_vid_stops_resolving(tmp_path: Path) -> 
 
 def test_delete_removes_article_and_vector(tmp_path: Path) -> None:
     store = Store(tmp_path / "db.sqlite")
-    store.upsert([(art("a"), "h", vec(1)), (art("b"), "h", vec(2))], "m")
+    store.upsert([(art("a"), "h", vec(1), None), (art("b"), "h", vec(2), None)], "m")
     vid_a = store.max_vid() - 1
     assert store.delete("a") is True and store.delete("a") is False
     assert store.get("a") is None and store.count() == 1
     assert store.headlines_by_vid([vid_a]) == {}
-    assert [len(rows) for rows, _ in store.vector_rows("m")] == [1]
+    assert [len(rows) for rows, _, _ in store.vector_rows("m")] == [1]
 
 
 def test_vectors_after_vid_and_needing_vectors(tmp_path: Path) -> None:
     store = Store(tmp_path / "db.sqlite")
-    store.upsert([(art(f"a{i}"), "h", vec(i)) for i in range(5)], "m")
-    store.upsert([(art("plain"), "h", None)], "m")
+    store.upsert([(art(f"a{i}"), "h", vec(i), vec(10 + i)) for i in range(5)], "m")
+    store.upsert([(art("plain"), "h", None, None)], "m")
     chunks = list(store.vector_rows("m", after_vid=2, batch=2))
-    assert [[r["vid"] for r in rows] for rows, _ in chunks] == [[3, 4], [5]]
+    assert [[r["vid"] for r in rows] for rows, _, _ in chunks] == [[3, 4], [5]]
     assert [r["id"] for r in chunks[0][0]] == ["a2", "a3"]
     assert chunks[0][1].shape == (2, 4) and chunks[0][1].dtype == np.float32
+    assert np.array_equal(chunks[0][2], np.stack([vec(12), vec(13)]))  # headline vectors ride along
     assert store.ids_needing_vectors("m") == ["plain"]
     assert store.ids_needing_vectors("other") == ["a0", "a1", "a2", "a3", "a4", "plain"]
 
 
+def test_a_vector_without_its_headline_vector_is_made_again(tmp_path: Path) -> None:
+    store = Store(tmp_path / "db.sqlite")
+    store.upsert([(art("old"), "h", vec(1), None), (art("new"), "h", vec(2), vec(3))], "m")
+    assert store.ids_needing_vectors("m") == ["old"]
+    (_, vectors, headlines), = store.vector_rows("m")
+    assert np.array_equal(headlines, np.stack([np.zeros(4, np.float32), vec(3)]))  # none stored: zeros
+
+
+def test_a_store_from_before_headline_vectors_opens_and_keeps_its_rows(tmp_path: Path) -> None:
+    import sqlite3
+
+    db = sqlite3.connect(tmp_path / "db.sqlite")
+    db.executescript("CREATE TABLE vectors (vid INTEGER PRIMARY KEY AUTOINCREMENT, article_id TEXT NOT NULL, "
+                     "model TEXT NOT NULL, vector BLOB NOT NULL);"
+                     "INSERT INTO vectors (article_id, model, vector) VALUES ('gone', 'm', x'00000000');")
+    db.commit()
+    db.close()
+    store = Store(tmp_path / "db.sqlite")
+    store.upsert([(art("a"), "h", vec(1), vec(2))], "m")
+    assert store.ids_needing_vectors("m") == []
+    assert store.max_vid() == 2  # the old row is still there, so no vid is reused
+
+
 def test_data_survives_reopen(tmp_path: Path) -> None:
-    Store(tmp_path / "db.sqlite").upsert([(art(), "h", vec(1))], "m")
+    Store(tmp_path / "db.sqlite").upsert([(art(), "h", vec(1), None)], "m")
     assert Store(tmp_path / "db.sqlite").get("x1") is not None

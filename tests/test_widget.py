@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 from datetime import datetime, timedelta, timezone
 
-from recsys.store import Article
+from recsys.article import Article
 from recsys.widget import fragment, format_date, heading, safe_url, widget_js
 
 
