@@ -25,6 +25,7 @@ from scipy import sparse
 from recsys import lexical
 from recsys.calibration_fit import fit_half
 from recsys.datasets import Dataset, load_dataset
+from recsys.embed import encode_headlines
 
 log = logging.getLogger(__name__)
 
@@ -145,7 +146,7 @@ def encode_set(ds: Dataset, embedder, story: Labels, related: Labels, whole: boo
     ts = np.array([a.published_ts if a.published_ts is not None else np.nan for a in ds.articles], dtype=float)
     return Encoded(ds.name, [a.id for a in ds.articles], [a.lang for a in ds.articles],
                    embedder.encode(texts), lexical.vectors(texts, stats.idf), story, related, ts,
-                   embedder.encode([a.title for a in ds.articles]))
+                   encode_headlines(embedder, ds.articles))
 
 
 def model_languages(model: str) -> tuple[str, ...] | None:

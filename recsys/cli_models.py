@@ -141,7 +141,7 @@ def _add_measure_backends(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_calibrate(args: argparse.Namespace, settings: Settings) -> int:
-    from recsys import calibrate
+    from recsys import calibrate, calibration_report
 
     data = Path(args.data)
     if not data.is_dir():
@@ -149,8 +149,8 @@ def cmd_calibrate(args: argparse.Namespace, settings: Settings) -> int:
     langs = tuple(x.strip() for x in args.langs.split(",") if x.strip()) if args.langs else None
     result = calibrate.calibrate(args.model or settings.model, data, None if args.no_sample else sample_corpus(),
                                  args.seed, langs, args.story_precision)
-    path = calibrate.write(result, Path(args.out))
-    print(calibrate.table(result))
+    path = calibration_report.write(result, Path(args.out))
+    print(calibration_report.table(result))
     print(path)
     return 0
 

@@ -6,6 +6,7 @@ import hashlib
 import logging
 import os
 import re
+import unicodedata
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -93,6 +94,20 @@ def article_text(article: Article, fields: Sequence[str], max_chars: int) -> str
     return ". ".join(parts)
 
 
+def _fold(text: str) -> str:
+    return re.sub(r"\W+", " ", unicodedata.normalize("NFKC", text).casefold()).strip()
+
+
+def own_headline(title: str, text: str) -> str | None:
+    """The headline, where it is evidence of its own for the story rule: the article has a body and
+    the body does not begin with it. A headline-only item's text vector is its headline's already, and
+    a stand-in headline cut from the body (or one the feed repeats at its top) adds nothing either."""
+    head = _fold(title.rstrip("…"))
+    if not head or not text.strip():
+        return None
+    return None if _fold(text[: len(title) + 40]).startswith(head) else title
+
+
 def parse_fields(spec: str) -> tuple[str, ...]:
     """Validate the RECSYS_EMBED_FIELDS setting, e.g. 'title,text'."""
     fields = tuple(f.strip() for f in spec.split(",") if f.strip())
@@ -140,6 +155,17 @@ class Embedder:
             convert_to_numpy=True,
         )
         return np.ascontiguousarray(vectors, dtype=np.float32)
+
+
+def encode_headlines(embedder: Embedder, articles: Sequence[Article], progress: bool = False) -> np.ndarray:
+    """Unit vectors of each article's own headline (`own_headline`); zeros where it has none, so that
+    the headline rule never fires for it."""
+    heads = [own_headline(a.title, a.text) for a in articles]
+    out = np.zeros((len(heads), embedder.dimension), dtype=np.float32)
+    picked = [i for i, h in enumerate(heads) if h]
+    if picked:
+        out[picked] = embedder.encode([heads[i] for i in picked], progress=progress)
+    return out
 
 
 def is_static_model(model: object) -> bool:

@@ -25,7 +25,7 @@ from recsys import lexical
 from recsys import neighbours as nbr
 from recsys.article import Article, Headline
 from recsys.catalog import Catalog, Meta, key_of, metas_from_rows
-from recsys.embed import Embedder, content_hash, load_embedder
+from recsys.embed import Embedder, content_hash, encode_headlines, load_embedder
 from recsys.errors import InvalidInput, NotFound
 from recsys.recommend import Filters, Query
 from recsys.scores import blend
@@ -85,7 +85,7 @@ class Engine:
         stale = [a for a in articles if known.get(a.id) != (hashes[a.id], self.embedder.name)]
         vectors = self.embedder.encode([texts[a.id] for a in stale], progress=progress)
         # the headline alone, for the story rule: outlets' headlines of one event agree more than their leads
-        headlines = self.embedder.encode([a.title for a in stale], progress=progress)
+        headlines = encode_headlines(self.embedder, stale, progress=progress)
         fresh = {a.id: (v, h) for a, v, h in zip(stale, vectors, headlines)}
         self.store.upsert([(a, hashes[a.id], *fresh.get(a.id, (None, None))) for a in articles], self.embedder.name)
         inserted = len({a.id for a in articles} - known.keys())

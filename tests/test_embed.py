@@ -67,3 +67,14 @@ def test_embedded_text_is_title_plus_lead() -> None:
     assert article_text(art, ("section", "title"), 10) == "спорт. Заголовок"
     with pytest.raises(ConfigError, match="RECSYS_EMBED_FIELDS"):
         parse_fields("title,body")
+
+
+def test_a_headline_is_its_own_evidence_only_beside_a_body_that_does_not_begin_with_it() -> None:
+    from recsys.embed import own_headline
+    from recsys.ingest import headline_from
+
+    assert own_headline("НБУ зберіг ставку", "Рада НБУ залишила облікову ставку на рівні 15,5 %.") == "НБУ зберіг ставку"
+    assert own_headline("НБУ зберіг ставку", "") is None  # a headline-only item: its text vector is the headline's
+    assert own_headline("НБУ зберіг ставку", "  НБУ зберіг ставку!  Рада НБУ ...") is None  # the feed repeats it
+    body = "Рада НБУ залишила облікову ставку на рівні 15,5 % і пояснила це тим, що інфляція сповільнюється " * 3
+    assert own_headline(headline_from(body), body) is None  # a stand-in cut from the body, ending in "…"
