@@ -3,10 +3,17 @@ the `Headline` a related block shows of it."""
 
 from __future__ import annotations
 
+import re
+import unicodedata
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+def fold(text: str) -> str:
+    """Text with case, punctuation and Unicode forms ignored: how two headlines are compared as one."""
+    return re.sub(r"\W+", " ", unicodedata.normalize("NFKC", text).casefold()).strip()
+
 
 FIELDS = (
     "id", "url", "title", "text", "lang", "published_at", "source", "section", "tags",

@@ -128,10 +128,10 @@ def distinct_stories(snap: Snapshot, shown: list[int], picked: list[int], need: 
     rows = np.array(shown + picked, dtype=np.int64)
     if not len(rows):
         return []
-    vec, head = snap.vectors[rows], snap.headlines[rows].astype(np.float32)
+    vec = snap.vectors[rows]
     col = {name: snap.col[name][rows] for name in STORY_COLUMNS}
     lex_rows = snap.lexical.take(rows)
-    _, story = relations(col, vec @ vec.T, lambda mask: lexical.gram_at(lex_rows, mask), knobs, head @ head.T)
+    _, story = relations(col, vec @ vec.T, lambda mask: lexical.gram_at(lex_rows, mask), knobs, snap.headline_cosines(rows))
     kept = list(range(len(shown)))
     for i in range(len(shown), len(rows)):
         if len(kept) - len(shown) >= need:

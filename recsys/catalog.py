@@ -12,9 +12,7 @@ the story rule; none is searched.
 from __future__ import annotations
 
 import hashlib
-import re
 import threading
-import unicodedata
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from types import SimpleNamespace
@@ -23,6 +21,7 @@ import numpy as np
 from scipy import sparse
 
 from recsys import lexical
+from recsys.article import fold
 
 
 def key_of(text: str | None) -> int:
@@ -34,8 +33,7 @@ def key_of(text: str | None) -> int:
 
 def headline_key(title: str) -> int:
     """Key of a headline with case, punctuation and Unicode forms ignored."""
-    folded = re.sub(r"\W+", " ", unicodedata.normalize("NFKC", title).casefold()).strip()
-    return key_of(folded)
+    return key_of(fold(title))
 
 
 @dataclass(frozen=True)
@@ -82,6 +80,11 @@ class Snapshot:
     ids: list[str]
     langs: list[str]
     sections: list[str]
+
+    def headline_cosines(self, rows: np.ndarray) -> np.ndarray:
+        """Cosines among the headline vectors of `rows`: (n, n) for (n,) rows, (B, n, n) for (B, n)."""
+        head = self.headlines[rows].astype(np.float32)
+        return head @ np.swapaxes(head, -1, -2)
 
 
 class LexicalRows:

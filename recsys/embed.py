@@ -6,13 +6,12 @@ import hashlib
 import logging
 import os
 import re
-import unicodedata
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
-from recsys.article import Article
+from recsys.article import Article, fold
 from recsys.errors import ConfigError
 from recsys.settings import Settings
 from recsys.thresholds import load_calibration
@@ -94,18 +93,14 @@ def article_text(article: Article, fields: Sequence[str], max_chars: int) -> str
     return ". ".join(parts)
 
 
-def _fold(text: str) -> str:
-    return re.sub(r"\W+", " ", unicodedata.normalize("NFKC", text).casefold()).strip()
-
-
 def own_headline(title: str, text: str) -> str | None:
     """The headline, where it is evidence of its own for the story rule: the article has a body and
     the body does not begin with it. A headline-only item's text vector is its headline's already, and
     a stand-in headline cut from the body (or one the feed repeats at its top) adds nothing either."""
-    head = _fold(title.rstrip("…"))
+    head = fold(title.rstrip("…"))
     if not head or not text.strip():
         return None
-    return None if _fold(text[: len(title) + 40]).startswith(head) else title
+    return None if fold(text[: len(title) + 40]).startswith(head) else title
 
 
 def parse_fields(spec: str) -> tuple[str, ...]:

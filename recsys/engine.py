@@ -253,9 +253,8 @@ class Engine:
             raise NotFound(f"no indexed article with id {a_id if rows[0] is None else b_id!r}")
         snap = self.live.catalog.snapshot()
         lex = snap.lexical.take(np.array(rows))
-        head = snap.headlines[rows].astype(np.float32)
         return (float(snap.vectors[rows[0]] @ snap.vectors[rows[1]]), float(lexical.gram(lex)[0, 1]),
-                float(head[0] @ head[1]))
+                float(snap.headline_cosines(np.array(rows))[0, 1]))
 
     def similarity(self, a_id: str, b_id: str) -> float:
         """The fused relevance of b to a (the score ranking starts from, without the time bonus)."""

@@ -64,8 +64,8 @@ def make_pool(snap: Snapshot, rows: np.ndarray, dense: np.ndarray, lexical_score
 
     def pairs(positions: np.ndarray) -> tuple[np.ndarray, Callable[[np.ndarray], np.ndarray], np.ndarray]:
         vec = snap.vectors[rows[positions]]
-        head = snap.headlines[rows[positions]].astype(np.float32)
-        return vec @ vec.T, lambda mask: lexical.gram_at(snap.lexical.take(rows[positions]), mask), head @ head.T
+        return (vec @ vec.T, lambda mask: lexical.gram_at(snap.lexical.take(rows[positions]), mask),
+                snap.headline_cosines(rows[positions]))
 
     return Pool(rows, dense.astype(np.float64), lexical_scores, col, pairs, known)
 
@@ -148,9 +148,8 @@ def _relations(snap: Snapshot, rows: np.ndarray, valid: np.ndarray, knobs: Ranki
         out[at, i, j] = snap.lexical.pair_dots(rows[at, i], rows[at, j])
         return out
 
-    head = snap.headlines[rows].astype(np.float32)
     copy, story = relations(col, vectors @ np.swapaxes(vectors, 1, 2), pair_lexical, knobs,
-                            head @ np.swapaxes(head, 1, 2))
+                            snap.headline_cosines(rows))
     both = valid[:, :, None] & valid[:, None, :]
     return copy & both, story & both
 

@@ -12,12 +12,10 @@ from __future__ import annotations
 import dataclasses
 import logging
 import random
-import re
-import unicodedata
 from collections.abc import Callable, Mapping, Sequence
 
 from recsys import metrics
-from recsys.article import Article
+from recsys.article import Article, fold
 from recsys.calibration_data import STORY_SETS, story_labels
 from recsys.calibration_fit import DIFFERENT, decide
 from recsys.datasets import Dataset, stories
@@ -75,15 +73,11 @@ def fill_share(reasons: Sequence[Sequence[str] | None]) -> float | None:
     return sum(x == "fill" for r in given for x in r) / total if total else float("nan")
 
 
-def _norm_title(title: str) -> str:
-    return re.sub(r"\W+", " ", unicodedata.normalize("NFKC", title).casefold()).strip()
-
-
 def same_identity(a: Article, b: Article) -> bool:
     """One text by identity: a shared url/original_url, or the same non-empty normalised headline."""
     if ({a.url, a.original_url} - {None}) & ({b.url, b.original_url} - {None}):
         return True
-    return bool(_norm_title(a.title)) and _norm_title(a.title) == _norm_title(b.title)
+    return bool(fold(a.title)) and fold(a.title) == fold(b.title)
 
 
 def decision_quality(ds: Dataset, engine, story_threshold: float, seed: int = 0) -> dict | None:  # noqa: ANN001
