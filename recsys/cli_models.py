@@ -27,7 +27,7 @@ def cmd_distill(args: argparse.Namespace, settings: Settings) -> int:
         max_pairs_per_lang=args.max_pairs or None, epochs=args.epochs, contrastive_weight=args.contrastive_weight,
         seed=args.seed, vocab_size=args.vocab_size, heldout_per_lang=args.heldout,
         exclude_eval=Path(args.exclude_eval) if args.exclude_eval else None, own_targets=args.targets == "own",
-        whiten=args.whiten, monolingual=Path(args.monolingual) if args.monolingual else None,
+        whiten=args.whiten, monolingual=Path(args.monolingual) if args.monolingual else None, leads=args.leads,
         **({"cache_dir": Path(args.cache_dir)} if args.cache_dir else {}),
     )
     if not config.data_dir.is_dir():
@@ -64,6 +64,8 @@ def _add_distill(sub: argparse._SubParsersAction) -> None:
                    "with this strength (0 off, 1 full whitening; the shipped student uses 0.5)")
     p.add_argument("--monolingual", metavar="SHARED", help="shared data folder whose stsb_multi_mt train sentences "
                    "(in --langs and English) the student also learns, each as the teacher's vector of itself")
+    p.add_argument("--leads", type=int, default=0, help="per language, this many lead-length texts joined from its "
+                   "training sentences, each learnt as the teacher's vector of itself (served texts are title + lead)")
     p.add_argument("--whiten-only", metavar="STUDENT", help="no training: whiten this existing student into --out")
     p.set_defaults(func=cmd_distill)
 

@@ -28,6 +28,7 @@ from recsys.teacher_cache import TeacherCache
 from recsys.whitening import whiten_weights
 from recsys.parallel import (  # noqa: F401 - re-exported for callers of the distill API
     NO_TRANSLATION, Pair, _hash64, evaluation_sentences, is_clean, load_pairs, monolingual_sentences, origin_matches,
+    pseudo_leads,
 )
 
 log = logging.getLogger(__name__)
@@ -69,6 +70,8 @@ class DistillConfig:
     whiten_sample: int = 24_000  # training sentences the mean and covariance are taken from
     monolingual: Path | None = None  # shared data folder: its stsb_multi_mt train sentences (cfg.langs and English)
     # are learnt as student(x) ~ teacher(x), spread over the epoch's batches
+    leads: int = 0  # per language: lead-length texts joined from training sentences of that language, learnt as
+    # student(x) ~ teacher(x), because served texts are title plus lead, not one sentence
 
 
 def train_tokenizer(texts: Sequence[str], vocab_size: int) -> Tokenizer:
@@ -144,6 +147,18 @@ def _monolingual_data(cfg: DistillConfig, heldout: list[Pair]) -> list[str]:
     return kept
 
 
+def _lead_data(cfg: DistillConfig, train: list[Pair], rng: np.random.Generator) -> list[str]:
+    """cfg.leads texts per language, each training sentences of one language joined to lead length."""
+    if cfg.leads <= 0:
+        return []
+    by_lang: dict[str, list[str]] = {"en": list(dict.fromkeys(p[0] for p in train))}
+    for p in train:
+        by_lang.setdefault(p[2], []).append(p[1])
+    texts = [t for lang in sorted(by_lang) for t in pseudo_leads(by_lang[lang], cfg.leads, rng)]
+    log.info("%d lead-length texts from training sentences (%d languages)", len(texts), len(by_lang))
+    return texts
+
+
 def distill(config: DistillConfig) -> Path:
     """Train the student described by ``config`` and write it as a SentenceTransformer folder to out_dir."""
     cfg = config
@@ -159,7 +174,7 @@ def distill(config: DistillConfig) -> Path:
     en_idx, xx_idx = (np.array([pos[p[side]] for p in train], dtype=np.int64) for side, pos in ((0, en_pos), (1, xx_pos)))
     log.info("%d training pairs (%d English, %d translated sentences), %d heldout pairs",
              len(train), len(en_texts), len(xx_texts), len(heldout))
-    mono_texts = _monolingual_data(cfg, heldout)
+    mono_texts = _monolingual_data(cfg, heldout) + _lead_data(cfg, train, rng)
 
     tok = train_tokenizer(en_texts + xx_texts + mono_texts, cfg.vocab_size)
     cache = TeacherCache(teacher, cfg.cache_dir, cfg.teacher_batch_size, cfg.teacher_bf16)

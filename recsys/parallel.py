@@ -9,6 +9,8 @@ import logging
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
+
 log = logging.getLogger(__name__)
 
 Pair = tuple[str, str, str]  # (english, translation, lang)
@@ -108,3 +110,20 @@ def monolingual_sentences(shared: Path, langs: Sequence[str]) -> list[str]:
     with gzip.open(sts / "pairs.jsonl.gz", "rt", encoding="utf-8") as f:
         train = {r[side] for r in map(json.loads, f) if r.get("split") == "train" for side in ("a", "b")}
     return sorted({text[i] for i in train if i in text and text[i]}, key=_hash64)
+
+
+def pseudo_leads(sentences: Sequence[str], n: int, rng: np.random.Generator, min_chars: int = 300,
+                 max_chars: int = 700) -> list[str]:
+    """Up to n texts of lead length, each random sentences of one language joined until min_chars is reached."""
+    pool = [s for s in sentences if len(s) < max_chars]
+    out: list[str] = []
+    order = rng.permutation(len(pool))
+    i = 0
+    while len(out) < n and i < len(order):
+        parts: list[str] = []
+        while i < len(order) and sum(map(len, parts)) < min_chars:
+            parts.append(pool[order[i]])
+            i += 1
+        if sum(map(len, parts)) >= min_chars:  # the pool's short remainder is no lead
+            out.append(" ".join(parts)[:max_chars])
+    return out

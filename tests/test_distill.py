@@ -296,3 +296,16 @@ def test_distill_learns_monolingual_sentences_it_has_no_pair_for(tmp_path: Path)
     cos = {name: float((SentenceTransformer(str(path), device="cpu").encode(mono) * target).sum(1).mean())
            for name, path in (("mono", with_mono), ("plain", without))}
     assert cos["mono"] > cos["plain"] + 0.2, cos
+
+
+def test_pseudo_leads_join_sentences_of_one_language_to_lead_length() -> None:
+    sentences = [f"sentence number {i} of forty characters." for i in range(100)]  # 36-37 characters each
+    leads = D.pseudo_leads(sentences, 5, np.random.default_rng(0), min_chars=100, max_chars=160)
+    assert len(leads) == 5
+    for lead in leads:
+        parts = lead.split(". ")
+        assert len(parts) == 3  # two sentences (74 chars) are short of 100; three (~110) reach it
+        assert 100 <= len(lead) <= 160 and all(p.startswith("sentence number") for p in parts)
+    used = [p for lead in leads for p in lead.split(". ")]
+    assert len({p.rstrip(".") for p in used}) == 15  # no sentence used twice
+    assert len(D.pseudo_leads(sentences[:4], 5, np.random.default_rng(0), min_chars=100)) == 1
