@@ -28,7 +28,7 @@ from recsys.teacher_cache import TeacherCache
 from recsys.whitening import whiten_weights
 from recsys.parallel import (  # noqa: F401 - re-exported for callers of the distill API
     NO_TRANSLATION, Pair, _hash64, evaluation_sentences, is_clean, load_pairs, monolingual_sentences, origin_matches,
-    pseudo_leads,
+    lead_texts, pseudo_leads,
 )
 
 log = logging.getLogger(__name__)
@@ -147,18 +147,6 @@ def _monolingual_data(cfg: DistillConfig, heldout: list[Pair]) -> list[str]:
     return kept
 
 
-def _lead_data(cfg: DistillConfig, train: list[Pair], rng: np.random.Generator) -> list[str]:
-    """cfg.leads texts per language, each training sentences of one language joined to lead length."""
-    if cfg.leads <= 0:
-        return []
-    by_lang: dict[str, list[str]] = {"en": list(dict.fromkeys(p[0] for p in train))}
-    for p in train:
-        by_lang.setdefault(p[2], []).append(p[1])
-    texts = [t for lang in sorted(by_lang) for t in pseudo_leads(by_lang[lang], cfg.leads, rng)]
-    log.info("%d lead-length texts from training sentences (%d languages)", len(texts), len(by_lang))
-    return texts
-
-
 def distill(config: DistillConfig) -> Path:
     """Train the student described by ``config`` and write it as a SentenceTransformer folder to out_dir."""
     cfg = config
@@ -174,7 +162,7 @@ def distill(config: DistillConfig) -> Path:
     en_idx, xx_idx = (np.array([pos[p[side]] for p in train], dtype=np.int64) for side, pos in ((0, en_pos), (1, xx_pos)))
     log.info("%d training pairs (%d English, %d translated sentences), %d heldout pairs",
              len(train), len(en_texts), len(xx_texts), len(heldout))
-    mono_texts = _monolingual_data(cfg, heldout) + _lead_data(cfg, train, rng)
+    mono_texts = _monolingual_data(cfg, heldout) + lead_texts(train, cfg.leads, rng)
 
     tok = train_tokenizer(en_texts + xx_texts + mono_texts, cfg.vocab_size)
     cache = TeacherCache(teacher, cfg.cache_dir, cfg.teacher_batch_size, cfg.teacher_bf16)

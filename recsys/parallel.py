@@ -127,3 +127,15 @@ def pseudo_leads(sentences: Sequence[str], n: int, rng: np.random.Generator, min
         if sum(map(len, parts)) >= min_chars:  # the pool's short remainder is no lead
             out.append(" ".join(parts)[:max_chars])
     return out
+
+
+def lead_texts(train: Sequence[Pair], per_lang: int, rng: np.random.Generator) -> list[str]:
+    """`per_lang` lead-length texts per language (English and each translated one) from the training pairs."""
+    if per_lang <= 0:
+        return []
+    by_lang: dict[str, list[str]] = {"en": list(dict.fromkeys(p[0] for p in train))}
+    for p in train:
+        by_lang.setdefault(p[2], []).append(p[1])
+    texts = [t for lang in sorted(by_lang) for t in pseudo_leads(by_lang[lang], per_lang, rng)]
+    log.info("%d lead-length texts from training sentences (%d languages)", len(texts), len(by_lang))
+    return texts

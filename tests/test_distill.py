@@ -309,3 +309,11 @@ def test_pseudo_leads_join_sentences_of_one_language_to_lead_length() -> None:
     used = [p for lead in leads for p in lead.split(". ")]
     assert len({p.rstrip(".") for p in used}) == 15  # no sentence used twice
     assert len(D.pseudo_leads(sentences[:4], 5, np.random.default_rng(0), min_chars=100)) == 1
+
+
+def test_lead_texts_cover_english_and_each_translated_language() -> None:
+    train = [(f"english sentence {i} with some words.", f"переклад речення {i} з деякими словами.", "uk")
+             for i in range(30)]
+    leads = D.lead_texts(train, 2, np.random.default_rng(0))
+    assert len(leads) == 4 and D.lead_texts(train, 0, np.random.default_rng(0)) == []
+    assert all(t.startswith("english") for t in leads[:2]) and all(t.startswith("переклад") for t in leads[2:])
