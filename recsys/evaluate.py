@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from recsys import metrics, story_eval
+from recsys import metrics, story_eval, story_metrics
 from recsys.baselines import (  # noqa: F401 - re-exported
     Shown, Similarity, System, bm25_system, engine_system, newest_system, random_system, tfidf_system,
 )
@@ -130,10 +130,10 @@ def score_system(ds: Dataset, system: System, queries: Sequence[str], relevant: 
         "system": system.name,
         "queries": len(queries),
         **metrics.mean_metrics(per_query),
-        "filler_rate": metrics.filler_rate(lists, labels),
+        "filler_rate": story_metrics.filler_rate(lists, labels),
         "filler_judged": sum(len(x) for x in labels),  # shown items whose relation to the query is labelled
         "fill_share": story_eval.fill_share(reasons),
-        "collapse_precision": metrics.collapse_precision(collapsed, judge),
+        "collapse_precision": story_metrics.collapse_precision(collapsed, judge),
         "collapsed_items": sum(len(v) for c in collapsed for v in c.values()),
         "per_language_recall": {lang: float(np.mean(v)) for lang, v in sorted(per_lang.items())},
         "duplicate_rate": metrics.duplicate_rate(lists, story_of),

@@ -129,6 +129,9 @@ def paraphrase_retrieval(encode: Encoder, data: Path, k: int = 10) -> dict[str, 
             "paraphrase_queries": len(queries)}
 
 
+SPEED_ROUNDS = 3
+
+
 def speed(encode: Encoder, texts: Sequence[str]) -> float:
     encode(list(texts[:32]))
     start = time.perf_counter()
@@ -163,8 +166,8 @@ def run(data: Path, student: str, teacher: str, heldout_per_lang: int, lexical_w
         results[name] = {**crosslingual(encode, heldout), **sts(encode, data), **paraphrase_retrieval(encode, data)}
     texts = [p[0] for p in heldout][:2000]
     # interleaved rounds, median: on a shared machine one pass per model measures the load as much as the model
-    rounds = [{name: speed(dense[name], texts) for name in dense} for _ in range(3)]
-    rates = {name: sorted(r[name] for r in rounds)[1] for name in dense}
+    rounds = [{name: speed(dense[name], texts) for name in dense} for _ in range(SPEED_ROUNDS)]
+    rates = {name: sorted(r[name] for r in rounds)[SPEED_ROUNDS // 2] for name in dense}
     return {"student": student, "teacher": teacher, "others": [n for n in dense if n not in ("student", "teacher")],
             "heldout_pairs": len(heldout), "lexical_weight": lexical_weight,
             "results": results, "sentences_per_s": rates, "student_speedup": rates["student"] / rates["teacher"]}

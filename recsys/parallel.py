@@ -117,15 +117,16 @@ def pseudo_leads(sentences: Sequence[str], n: int, rng: np.random.Generator, min
     """Up to n texts of lead length, each random sentences of one language joined until min_chars is reached."""
     pool = [s for s in sentences if len(s) < max_chars]
     out: list[str] = []
-    order = rng.permutation(len(pool))
-    i = 0
-    while len(out) < n and i < len(order):
-        parts: list[str] = []
-        while i < len(order) and sum(map(len, parts)) < min_chars:
-            parts.append(pool[order[i]])
-            i += 1
-        if sum(map(len, parts)) >= min_chars:  # the pool's short remainder is no lead
+    parts: list[str] = []
+    length = 0
+    for i in rng.permutation(len(pool)):
+        if len(out) == n:
+            break
+        parts.append(pool[i])
+        length += len(pool[i])
+        if length >= min_chars:  # a short remainder at the end of the pool is no lead
             out.append(" ".join(parts)[:max_chars])
+            parts, length = [], 0
     return out
 
 

@@ -14,7 +14,7 @@ import logging
 import random
 from collections.abc import Callable, Mapping, Sequence
 
-from recsys import metrics
+from recsys import story_metrics
 from recsys.article import Article, fold
 from recsys.calibration_data import STORY_SETS, story_labels
 from recsys.calibration_fit import DIFFERENT, decide
@@ -59,9 +59,9 @@ def filler_labels(query: str, shown: Sequence[str], relevant: Mapping[str, float
 def story_row(shown: Sequence[str], collapsed: Mapping[str, Sequence[str]], relevant: Mapping[str, float],
               k: int) -> dict[str, float]:
     """Story-level accuracy of one answer: relevant items count when shown or collapsed into a shown item."""
-    return {f"story_recall@{k}": metrics.story_recall_at_k(shown, collapsed, relevant, k),
-            "story_mrr": metrics.story_reciprocal_rank(shown, collapsed, relevant),
-            f"story_ndcg@{k}": metrics.story_ndcg_at_k(shown, collapsed, relevant, k, relevant)}
+    return {f"story_recall@{k}": story_metrics.story_recall_at_k(shown, collapsed, relevant, k),
+            "story_mrr": story_metrics.story_reciprocal_rank(shown, collapsed, relevant),
+            f"story_ndcg@{k}": story_metrics.story_ndcg_at_k(shown, collapsed, relevant, k, relevant)}
 
 
 def fill_share(reasons: Sequence[Sequence[str] | None]) -> float | None:
@@ -100,7 +100,7 @@ def decision_quality(ds: Dataset, engine, story_threshold: float, seed: int = 0)
         said.append(decide(dense, lexical, knobs, same_identity(by_id[a], by_id[b]), days, cross, headline) != DIFFERENT)
     weights = [1.0] * len(positives) + [len(negatives) / max(len(judged), 1)] * len(judged)
     gold = [True] * len(positives) + [False] * len(judged)
-    precision, recall = metrics.decision_precision_recall(said, gold, weights)
+    precision, recall = story_metrics.decision_precision_recall(said, gold, weights)
     log.info("%s: same-story decision P=%.3f R=%.3f over %d pairs", ds.name, precision, recall, len(said))
     return {"precision": precision, "recall": recall, "pairs": len(labels), "positives": len(positives),
             "judged": len(said)}

@@ -32,6 +32,8 @@ MODELS = (
 
 def _key(model: str, backend: str) -> str:
     return f"{model}@{backend}" if backend else model
+
+
 SETS = ("tgcontest_toloka_pairs", "semeval2022_task8_subset", "ruwa_events_en")
 
 

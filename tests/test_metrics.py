@@ -10,12 +10,6 @@ from recsys.metrics import (
     age_stats,
     average_ranks,
     catalogue_coverage,
-    collapse_precision,
-    decision_precision_recall,
-    filler_rate,
-    story_ndcg_at_k,
-    story_recall_at_k,
-    story_reciprocal_rank,
     duplicate_rate,
     language_share,
     mean_metrics,
@@ -24,6 +18,14 @@ from recsys.metrics import (
     reciprocal_rank,
     recall_at_k,
     spearman,
+)
+from recsys.story_metrics import (
+    collapse_precision,
+    decision_precision_recall,
+    filler_rate,
+    story_ndcg_at_k,
+    story_recall_at_k,
+    story_reciprocal_rank,
 )
 
 RANKED = ["a", "b", "c", "d"]
