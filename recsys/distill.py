@@ -27,8 +27,8 @@ from recsys.measure import top1
 from recsys.teacher_cache import TeacherCache
 from recsys.whitening import whiten_weights
 from recsys.parallel import (  # noqa: F401 - re-exported for callers of the distill API
-    NO_TRANSLATION, Pair, _hash64, evaluation_sentences, is_clean, load_pairs, monolingual_sentences, origin_matches,
-    lead_texts, pseudo_leads,
+    HELDOUT_SETS, NO_TRANSLATION, Pair, _hash64, evaluation_sentences, is_clean, load_pairs, monolingual_sentences,
+    origin_matches, lead_texts, pseudo_leads,
 )
 
 log = logging.getLogger(__name__)
@@ -49,7 +49,7 @@ class DistillConfig:
     max_pairs_per_lang: int | None = None
     heldout_langs: tuple[str, ...] = ("uk", "ru")
     heldout_per_lang: int = 1000
-    heldout_origins: tuple[str, ...] | None = ("ref",)
+    heldout_sets: tuple[str, ...] = HELDOUT_SETS
     exclude_eval: Path | None = None  # shared data folder: its stsb dev/test and paraphraser sentences are never trained on
     vocab_size: int = 44_000  # 44k x 384 float16 + tokenizer.json ~ 37 MB
     epochs: int = 3
@@ -125,7 +125,7 @@ def crosslingual_top1(model: Any, src: list[str], tgt: list[str]) -> float:
 def _training_data(cfg: DistillConfig) -> tuple[list[Pair], list[Pair]]:
     """(train, heldout) pairs, without the sentences the evaluation sets score on when asked."""
     train, heldout = load_pairs(cfg.data_dir, cfg.langs, cfg.origins, cfg.max_pairs_per_lang,
-                                cfg.heldout_langs, cfg.heldout_per_lang, cfg.heldout_origins)
+                                cfg.heldout_langs, cfg.heldout_per_lang, cfg.heldout_sets)
     if cfg.exclude_eval is not None:
         banned = evaluation_sentences(cfg.exclude_eval)
         before = len(train)

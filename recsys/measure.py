@@ -1,7 +1,8 @@
 """`recsys measure`: the model-quality table of the shipped student, its teacher and a TF-IDF baseline.
 
 Tasks, on ../shared/data (never trained on):
-- cross-lingual top-1 for uk->en, en->uk, ru->en on the held-out translation pairs of `distill`;
+- cross-lingual top-1 for uk->en, en->uk, ru->en on the held-out translation pairs of `distill` (human
+  references of whole WMT22 test sets that `distill` never trains on: split by test set, not by sentence);
 - STS Spearman on stsb_multi_mt dev for en, ru, de, pl;
 - paraphraser_ru headline retrieval: is the paraphrase partner in the top 10 of all headlines;
 - encoding speed, student versus teacher, in the same run.
@@ -178,7 +179,8 @@ def markdown(report: dict) -> str:
     keys = list(next(iter(report["results"].values())))
     lines = ["# Model quality", "",
              f"Student `{report['student']}`, teacher `{report['teacher']}`, {report['heldout_pairs']} held-out "
-             f"translation pairs; hybrid weight {report['lexical_weight']}. Regenerate with "
+             f"translation pairs (human references of WMT22's uk->en and ru->en test sets, "
+             f"whole sets that recsys never trains on); hybrid weight {report['lexical_weight']}. Regenerate with "
              f"`{report.get('command', 'recsys measure --data ../shared/data --out docs/model_quality')}`.", "",
              "| task | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
     for key in keys:

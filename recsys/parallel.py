@@ -48,32 +48,52 @@ def is_clean(en: str, xx: str) -> bool:
     return long <= 3 * short + 10
 
 
+HELDOUT_SETS = ("wmt22-uk-en", "wmt22-ru-en", "wmt22-de-en", "wmt22-cs-en")
+"""Whole test sets that never train: WMT22's documents written in uk, ru, de, cs, with their English
+references and every system's translation ("-ref" and "-hyp" rows). Their documents appear in no other set,
+so a model is measured on text it has never seen from documents it has never seen (split by test set)."""
+
+
+def in_heldout_set(origin: str, sets: Sequence[str] = HELDOUT_SETS) -> bool:
+    """True when a row's origin ("wmt22-uk-en-hyp") belongs to one of the held-out test sets."""
+    return any(origin.startswith(s + "-") for s in sets)
+
+
+def _heldout_refs(rows: list[tuple[str, str, str]], lang: str, per_lang: int, sets: Sequence[str]) -> list[Pair]:
+    """The ``per_lang`` human-reference pairs of lang's held-out sets with the lowest English hash, one per sentence."""
+    refs = {f"{s}-ref" for s in sets if lang in s.split("-")}
+    first: dict[str, str] = {}
+    for en, xx, origin in rows:
+        if origin in refs:
+            first.setdefault(en, xx)
+    used_xx: set[str] = set()
+    picked: list[Pair] = []
+    for en in sorted(first, key=_hash64):
+        if len(used_xx) >= per_lang:
+            break
+        if first[en] not in used_xx:
+            used_xx.add(first[en])
+            picked.append((en, first[en], lang))
+    return picked
+
+
 def load_pairs(data_dir: Path, langs: Sequence[str], origins: Sequence[str] | None = None,
                max_pairs_per_lang: int | None = None, heldout_langs: Sequence[str] = ("uk", "ru"),
-               heldout_per_lang: int = 1000, heldout_origins: Sequence[str] | None = ("ref",),
+               heldout_per_lang: int = 1000, heldout_sets: Sequence[str] = HELDOUT_SETS,
                ) -> tuple[list[Pair], list[Pair]]:
     """Read ``train.en-XX.tsv.gz`` files and split them into (train, heldout) lists of (en, xx, lang).
 
-    The heldout pairs of a language are the ``heldout_per_lang`` English sentences with the lowest hash
-    among rows of ``heldout_origins`` (human references by default; one pair each), chosen whatever the
-    training ``origins`` so every model is measured on the same pairs. Training drops every pair, in any
-    language, sharing an English or a translated sentence with them. ``max_pairs_per_lang`` keeps the
-    pairs with the lowest English hash (stable; pairs sharing an English sentence stay together)."""
+    The split is by test set: no row of ``heldout_sets`` trains, nor any pair sharing an English or a
+    translated sentence with one. The heldout pairs of a language are ``heldout_per_lang`` human references
+    of its held-out sets (lowest English hash), chosen whatever the training ``origins`` so every model is
+    measured on the same pairs; a language without a held-out set has none. ``max_pairs_per_lang`` keeps
+    the pairs with the lowest English hash (stable; pairs sharing an English sentence stay together)."""
     rows = {lang: _read_tsv(Path(data_dir) / f"train.en-{lang}.tsv.gz") for lang in langs}
-    heldout: list[Pair] = []
-    for lang in (lang for lang in heldout_langs if lang in rows):
-        first: dict[str, str] = {}
-        for en, xx, origin in rows[lang]:
-            if origin_matches(origin, heldout_origins):
-                first.setdefault(en, xx)
-        used_xx: set[str] = set()
-        for en in sorted(first, key=_hash64):
-            if len(used_xx) >= heldout_per_lang:
-                break
-            if first[en] not in used_xx:
-                used_xx.add(first[en])
-                heldout.append((en, first[en], lang))
-    held_en, held_xx = {p[0] for p in heldout}, {p[1] for p in heldout}
+    heldout = [p for lang in heldout_langs if lang in rows
+               for p in _heldout_refs(rows[lang], lang, heldout_per_lang, heldout_sets)]
+    withheld = [(en, xx) for lang_rows in rows.values() for en, xx, origin in lang_rows
+                if in_heldout_set(origin, heldout_sets)]
+    held_en, held_xx = {en for en, _ in withheld}, {xx for _, xx in withheld}
     train: list[Pair] = []
     for lang, lang_rows in rows.items():
         kept = {(en, xx) for en, xx, origin in lang_rows

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from recsys import distill as D
 from recsys.distill_loss import monolingual_loss, pair_loss
 from recsys import teacher_cache
+from recsys.parallel import in_heldout_set
 
 WORDS = ("the cat dog house river city news war peace market bank school road car train plane "
          "red green big small old new first last good bad sun rain day night army court").split()
@@ -35,7 +36,9 @@ def write_corpus(data_dir: Path) -> None:
     for lang, sents in (("uk", english[:300]), ("ru", english[100:])):  # 200 English sentences shared
         with gzip.open(data_dir / f"train.en-{lang}.tsv.gz", "wt", encoding="utf-8") as f:
             for i, en in enumerate(sents):
-                f.write(f"{en}\t{translate(en, lang)}\twmt24-en-{lang}-{'ref' if i % 2 else 'hyp'}\n")
+                kind = "ref" if i % 2 else "hyp"
+                test_set = f"wmt22-{lang}-en" if i % 3 == 0 else f"wmt24-en-{lang}"  # a third: the held-out set
+                f.write(f"{en}\t{translate(en, lang)}\t{test_set}-{kind}\n")
                 if i % 5 == 0:  # a second, "hyp" translation of the same English sentence
                     f.write(f"{en}\t{translate(en, lang)} !\twmt22-en-{lang}-hyp\n")
                 if i % 7 == 0:  # junk that the WMT dumps hold
@@ -93,9 +96,13 @@ def test_load_pairs_heldout_disjoint_stable_and_filtered(tmp_path):
     assert not {p[1] for p in train} & {p[1] for p in held}
     assert D.load_pairs(tmp_path / "data", ("uk", "ru"), heldout_per_lang=20)[1] == held
     assert not [p for p in train + held if p[1] == D.NO_TRANSLATION or p[0].endswith(" again")]
-    refs = {(en, xx) for line in gzip.open(tmp_path / "data/train.en-uk.tsv.gz", "rt")
-            for en, xx, origin in [line.rstrip("\n").split("\t")] if origin.endswith("-ref")}
-    assert all((en, xx) in refs for en, xx, lang in held if lang == "uk")  # a human-reference yardstick
+    rows = [line.rstrip("\n").split("\t") for lang in ("uk", "ru")
+            for line in gzip.open(tmp_path / f"data/train.en-{lang}.tsv.gz", "rt")]
+    refs = {(en, xx) for en, xx, origin in rows if origin == "wmt22-uk-en-ref"}
+    assert all((en, xx) in refs for en, xx, lang in held if lang == "uk")  # the held-out set's human references
+    withheld = {text for en, xx, origin in rows if origin.split("-")[2:3] == ["en"] for text in (en, xx)}
+    assert len(withheld) > 100 and not withheld & {t for p in train for t in p[:2]}  # split by test set
+    assert in_heldout_set("wmt22-ru-en-hyp") and not in_heldout_set("wmt22-en-ru-hyp")
     ref_train, ref_held = D.load_pairs(tmp_path / "data", ("uk", "ru"), origins=("ref",), heldout_per_lang=20)
     assert ref_held == held  # the same yardstick whatever the origin filter
     assert 0 < len(ref_train) < len(train) / 2
