@@ -11,6 +11,7 @@ import gc
 import hashlib
 import json
 import logging
+import os
 from datetime import datetime
 from typing import Any, Literal
 
@@ -31,7 +32,7 @@ from recsys.ingest import batch_rows, parse_article
 from recsys.materialize import Materializer
 from recsys.monitoring import MetricsMiddleware, Monitoring
 from recsys.protection import ApiKeys, BodyLimit, Guard, TokenBucket, split_csv
-from recsys.settings import Settings
+from recsys.settings import Settings, load_settings, unknown_variables
 
 log = logging.getLogger(__name__)
 
@@ -276,6 +277,9 @@ def _page_routes(app: FastAPI, settings: Settings, engine: Engine, guard: Guard,
         return {"status": "ok", **engine.health(),
                 "materialized": {"blocks": materializer.done, "pending": materializer.pending}}
 
+    if not settings.demo:  # a page that lists the corpus is for trying recsys out, not for production
+        return
+
     @app.get("/", include_in_schema=False)
     def root() -> RedirectResponse:
         return RedirectResponse("/demo")
@@ -290,4 +294,7 @@ def _page_routes(app: FastAPI, settings: Settings, engine: Engine, guard: Guard,
 
 def app_from_env() -> FastAPI:
     """Zero-argument factory for `uvicorn --factory recsys.api:app_from_env` (one app per worker process)."""
-    return serving_app(Settings())
+    settings = load_settings()
+    for warning in unknown_variables(os.environ):
+        log.warning(warning)
+    return serving_app(settings)

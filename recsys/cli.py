@@ -13,21 +13,33 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from pydantic import ValidationError
 
 from recsys.bench_cli import add_bench
 from recsys.cli_models import add_model_commands
 from recsys.errors import RecsysError
 from recsys.ingest import sample_corpus
-from recsys.settings import Settings
+from recsys.settings import Settings, load_settings, unknown_variables
 
 log = logging.getLogger("recsys")
 
 
-def _engine(settings: Settings, rebuild: bool = False):  # noqa: ANN202 - lazy import keeps --help fast
+DEMO_DIR = Path("index/demo")  # the demo's own database and builds, so it never fills a real store
+
+
+def _engine(settings: Settings, rebuild: bool = False, read_only: bool = False):  # noqa: ANN202 - lazy import
     from recsys.engine import open_engine
 
-    return open_engine(settings, rebuild=rebuild)
+    return open_engine(settings, rebuild=rebuild, read_only=read_only)
+
+
+def demo_settings(settings: Settings) -> Settings:
+    """The demo page on, and the demo's own database and index folder unless RECSYS_DB_PATH/INDEX_DIR are set."""
+    update: dict[str, object] = {"demo": True}
+    if "db_path" not in settings.model_fields_set:
+        update["db_path"] = DEMO_DIR / "demo.db"
+    if "index_dir" not in settings.model_fields_set:
+        update["index_dir"] = DEMO_DIR
+    return settings.model_copy(update=update)
 
 
 def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
@@ -75,6 +87,10 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     articles, errors = read_articles(sample_corpus())
     if errors:
         raise RecsysError(f"bundled sample corpus has bad rows: {errors[:3]}")
+    settings = demo_settings(settings)
+    if DEMO_DIR in (settings.index_dir, settings.db_path.parent):
+        DEMO_DIR.mkdir(parents=True, exist_ok=True)
+    log.info("demo database %s, index folder %s", settings.db_path, settings.index_dir)
     engine = _engine(settings)
     result = engine.upsert(articles, progress=True)
     live = engine.build()
@@ -100,7 +116,7 @@ def _filters_from(args: argparse.Namespace, settings: Settings):  # noqa: ANN202
 
 
 def cmd_related(args: argparse.Namespace, settings: Settings) -> int:
-    engine = _engine(settings)
+    engine = _engine(settings, read_only=True)
     related = engine.related_to_article(args.article_id, _filters_from(args, settings))
     items = [{"id": a.id, "title": a.title, "source": a.source, "lang": a.lang, "score": round(s, 4), "reason": why}
              for (a, s), why in zip(related.items, related.reasons)]
@@ -115,7 +131,7 @@ def cmd_delete(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_info(args: argparse.Namespace, settings: Settings) -> int:
-    print(json.dumps(_engine(settings).health(), indent=2, default=str))
+    print(json.dumps(_engine(settings, read_only=True).health(), indent=2, default=str))
     return 0
 
 
@@ -200,11 +216,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
-        settings = Settings()
+        settings = load_settings()
+        for warning in unknown_variables(os.environ):
+            log.warning(warning)
         return args.func(args, settings)
-    except ValidationError as exc:
-        print(f"error: bad RECSYS_* setting: {exc}", file=sys.stderr)
-        return 2
     except RecsysError as exc:
         print(f"error: {exc.message}", file=sys.stderr)
         return exc.exit_code

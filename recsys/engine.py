@@ -57,8 +57,9 @@ class Related:
 class Engine:
     """Owns the store, the model, and the live index of one recsys instance."""
 
-    def __init__(self, settings: Settings, store: Store, embedder: Embedder, rebuild: bool = False) -> None:
-        self.settings, self.store, self.embedder = settings, store, embedder
+    def __init__(self, settings: Settings, store: Store, embedder: Embedder, rebuild: bool = False,
+                 read_only: bool = False) -> None:
+        self.settings, self.store, self.embedder, self.read_only = settings, store, embedder, read_only
         self.knobs = ranking_from(settings, embedder.calibration)
         self.params = idx.IndexParams(settings.hnsw_threshold, settings.hnsw_m, settings.hnsw_ef_search)
         self.list_key = nbr.settings_key(self.knobs, settings.min_candidates, settings.hnsw_ef_search)
@@ -119,9 +120,10 @@ class Engine:
         return metas_from_rows(rows, self.embedder.text_of, self.settings.lexical_max_chars)
 
     def build(self, progress: bool = False) -> idx.LiveIndex:
-        """Embed what lacks a vector for this model, write a fresh compact build, switch to it."""
+        """Embed what lacks a vector for this model, write a fresh compact build, switch to it.
+        Read-only, it builds in memory from the stored vectors and writes nothing."""
         with self._build_lock:
-            missing = self.store.get_many(self.store.ids_needing_vectors(self.embedder.name))
+            missing = [] if self.read_only else self.store.get_many(self.store.ids_needing_vectors(self.embedder.name))
             for start in range(0, len(missing), 2048):
                 self._store(missing[start : start + 2048], progress)
             metas, texts, chunks, headline_chunks = [], [], [], []
@@ -144,7 +146,8 @@ class Engine:
             manifest = idx.make_manifest(index, self.embedder.name, self.embedder.dimension, max_vid)
             live = idx.LiveIndex(index, manifest, catalog, by_lang, self.params, stats)
             live.neighbours = self._neighbour_lists(live)
-            idx.save_build(self.settings.index_dir, live, self.settings.keep_builds)
+            if not self.read_only:
+                idx.save_build(self.settings.index_dir, live, self.settings.keep_builds)
             self.live = live
             log.info("built index %s: %d vectors (%s)", manifest.build_id, manifest.count, manifest.index_type)
             return live
@@ -281,11 +284,13 @@ def _now(now_ts: float | None) -> float:
     return time.time() if now_ts is None else now_ts
 
 
-def open_engine(settings: Settings, embedder: Embedder | None = None, rebuild: bool = False) -> Engine:
-    """Open the store, load the model (unless given) and the live index (built if none, or if asked)."""
+def open_engine(settings: Settings, embedder: Embedder | None = None, rebuild: bool = False,
+                read_only: bool = False) -> Engine:
+    """Open the store, load the model (unless given) and the live index (built if none, or if asked).
+    Read-only (for `recsys info` and `related`), it needs an existing database and writes nothing."""
     faiss.omp_set_num_threads(settings.faiss_threads)
     # Requests multiply tiny matrices: BLAS threads only contend for the cores (10 ms instead of 10 µs
     # for a 40x384 product on a loaded 2-core box), so the serving process keeps BLAS on one thread.
     threadpoolctl.threadpool_limits(limits=1, user_api="blas")
-    store = Store(settings.db_path)
-    return Engine(settings, store, embedder or load_embedder(settings), rebuild=rebuild)
+    store = Store(settings.db_path, read_only=read_only)
+    return Engine(settings, store, embedder or load_embedder(settings), rebuild=rebuild, read_only=read_only)

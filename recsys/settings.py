@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Mapping
 from pathlib import Path
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from recsys.errors import ConfigError
+
+PREFIX = "RECSYS_"
+NOT_SETTINGS = ("RECSYS_BENCH_",)  # the benchmark scripts' own variables
 
 
 class Settings(BaseSettings):
@@ -109,3 +116,32 @@ class Settings(BaseSettings):
     materialize: bool = Field(default=True, description="compute the default block of every stored article in the "
                               "background at start-up and after writes, newest first (up to cache_max_entries)")
     widget_max_age: int = Field(default=3600, ge=0, description="Cache-Control max-age of /widget.js")
+    demo: bool = Field(default=False, description="serve the demo page at / and /demo (`recsys demo` turns it on)")
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Settings from RECSYS_* variables (and overrides); a bad value is a ConfigError naming the variable."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        raise ConfigError("; ".join(_describe(error) for error in exc.errors())) from None
+
+
+def _describe(error: Mapping) -> str:
+    """One line: the variable, the value given, what pydantic expected, and what the setting is for."""
+    name = str(error["loc"][0]) if error.get("loc") else "?"
+    field = Settings.model_fields.get(name)
+    purpose = f" ({field.description})" if field is not None and field.description else ""
+    return f"bad setting {PREFIX}{name.upper()}={error.get('input')!r}: {error['msg']}{purpose}"
+
+
+def unknown_variables(environ: Mapping[str, str]) -> list[str]:
+    """A warning for each RECSYS_* variable that is no setting, naming the closest known one."""
+    known = sorted(PREFIX + name.upper() for name in Settings.model_fields)
+    warnings = []
+    for var in sorted(v for v in environ if v.upper().startswith(PREFIX) and not v.upper().startswith(NOT_SETTINGS)):
+        if var.upper() in known:
+            continue
+        close = difflib.get_close_matches(var.upper(), known, n=1, cutoff=0.6)
+        warnings.append(f"{var} is not a recsys setting and is ignored" + (f"; did you mean {close[0]}?" if close else ""))
+    return warnings

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from recsys.article import FIELDS, Article, Headline
+from recsys.errors import ConfigError
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS articles (
@@ -67,16 +68,29 @@ def _as_blob(vector: np.ndarray) -> bytes:
     return np.ascontiguousarray(vector, dtype=np.float32).tobytes()
 
 
+def _check_path(path: Path, read_only: bool) -> None:
+    """A missing folder is a mistyped setting, not a place to create an empty database in."""
+    if not path.parent.is_dir():
+        raise ConfigError(f"RECSYS_DB_PATH={path}: the folder {path.parent} does not exist; create it or fix the path")
+    if read_only and not path.is_file():
+        raise ConfigError(f"RECSYS_DB_PATH={path}: no database there; load articles first (`recsys ingest FILE`) "
+                          "or point RECSYS_DB_PATH at one")
+
+
 class Store:
     """SQLite-backed articles and vectors; safe to share between threads."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, read_only: bool = False) -> None:
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
+        _check_path(path, read_only)
         self.path = path
         self._lock = threading.RLock()
-        self._db = sqlite3.connect(path, check_same_thread=False, timeout=30, isolation_level=None)
+        target = f"{path.resolve().as_uri()}?mode=ro" if read_only else str(path)
+        self._db = sqlite3.connect(target, check_same_thread=False, timeout=30, isolation_level=None,
+                                   uri=read_only)
         self._db.row_factory = sqlite3.Row
+        if read_only:
+            return
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(SCHEMA)

@@ -124,7 +124,14 @@ def test_post_shows_up_at_once_then_delete_hides_it(client: TestClient) -> None:
     assert client.get("/v1/related/n1").status_code == 404
 
 
-def test_health_docs_and_demo_page(client: TestClient) -> None:
+def test_demo_page_only_when_turned_on(engine, settings) -> None:  # noqa: ANN001
+    production = TestClient(create_app(settings, engine))
+    assert production.get("/demo").status_code == 404 and production.get("/demo/b1").status_code == 404
+    assert production.get("/", follow_redirects=False).status_code == 404
+
+
+def test_health_docs_and_demo_page(engine, settings) -> None:  # noqa: ANN001
+    client = TestClient(create_app(settings.model_copy(update={"demo": True}), engine))
     health = client.get("/healthz").json()
     assert health["articles"] == 17 and health["index"]["dimension"] == health["dimension"]
     assert health["index"]["live_vectors"] == 17 and health["model"]

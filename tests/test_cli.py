@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import shutil
 import subprocess
@@ -71,7 +72,7 @@ def test_build_writes_manifest_and_user_errors_exit_2(env: Path, capsys: pytest.
 
 def test_unloadable_model_names_the_setting(env: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.setenv("RECSYS_MODEL", str(env / "no-such-model"))
-    assert main(["info"]) == 2
+    assert main(["build"]) == 2
     assert "RECSYS_MODEL" in capsys.readouterr().err
     monkeypatch.setenv("RECSYS_MAX_LIMIT", "lots")
     assert main(["info"]) == 2
@@ -98,3 +99,58 @@ def test_console_script_is_installed() -> None:
     assert result.returncode == 0 and "ingest" in result.stdout and "serve" in result.stdout
     bad = subprocess.run([exe, "frobnicate"], capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2 and "invalid choice" in bad.stderr
+
+
+def test_read_only_commands_write_nothing(env: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["info"]) == 2  # no database yet: an error, not an empty database created here
+    assert "no database there" in capsys.readouterr().err
+    assert not (env / "cli.db").exists() and not (env / "idx").exists()
+    main(["ingest", str(write(env / "a.jsonl", ROWS)), "--quiet"])
+    shutil.rmtree(env / "idx")  # no build on disk: info and related build one in memory only
+    gc.collect()  # the ingest's own connection closes (and checkpoints) before the snapshot
+    before = (env / "cli.db").read_bytes()  # (a WAL reader may create SQLite's -shm/-wal side files: no data)
+    assert main(["info"]) == 0 and main(["related", "k1", "--limit", "1"]) == 0
+    assert json.loads(capsys.readouterr().out.split("\n}\n", 1)[1])["items"][0]["id"] == "k2"
+    assert not (env / "idx").exists()
+    gc.collect()
+    assert (env / "cli.db").read_bytes() == before
+
+
+def test_database_in_a_missing_folder_is_exit_2(env: Path, monkeypatch: pytest.MonkeyPatch,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("RECSYS_DB_PATH", str(env / "typo" / "cli.db"))
+    assert main(["ingest", str(write(env / "a.jsonl", ROWS)), "--quiet"]) == 2
+    assert "folder" in capsys.readouterr().err and not (env / "typo").exists()
+
+
+def test_bad_setting_is_one_line_naming_the_variable(env: Path, monkeypatch: pytest.MonkeyPatch,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("RECSYS_MAX_LIMIT", "lots")
+    assert main(["info"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and err.startswith("error: bad setting RECSYS_MAX_LIMIT='lots'") and "integer" in err
+
+
+def test_unknown_setting_is_a_warning_naming_the_closest(env: Path, monkeypatch: pytest.MonkeyPatch,
+                                                         caplog: pytest.LogCaptureFixture) -> None:
+    from recsys.settings import unknown_variables
+
+    assert unknown_variables({"RECSYS_DB_PAHT": "x", "RECSYS_MODEL": "m", "RECSYS_BENCH_BODY": "b", "HOME": "/"}) == [
+        "RECSYS_DB_PAHT is not a recsys setting and is ignored; did you mean RECSYS_DB_PATH?"]
+    monkeypatch.setenv("RECSYS_RATE_LIMIT_PER_SEC", "5")
+    main(["ingest", str(write(env / "a.jsonl", ROWS)), "--quiet"])
+    assert "did you mean RECSYS_RATE_LIMIT_PER_S?" in caplog.text
+
+
+def test_demo_uses_its_own_database_unless_told(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from recsys.cli import DEMO_DIR, demo_settings
+    from recsys.settings import Settings
+
+    monkeypatch.delenv("RECSYS_DB_PATH", raising=False)
+    monkeypatch.delenv("RECSYS_INDEX_DIR", raising=False)
+    own = demo_settings(Settings())
+    assert (own.db_path, own.index_dir, own.demo) == (DEMO_DIR / "demo.db", DEMO_DIR, True)
+    monkeypatch.setenv("RECSYS_DB_PATH", str(tmp_path / "site.db"))
+    told = demo_settings(Settings())
+    assert (told.db_path, told.index_dir) == (tmp_path / "site.db", DEMO_DIR)
+    assert Settings().demo is False

@@ -21,7 +21,8 @@ pytestmark = pytest.mark.slow
 def demo(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
     folder = tmp_path_factory.mktemp("demo")
     # RECSYS_MODEL unset: the default model. No rate limit: one test client asks for every article.
-    settings = Settings(db_path=folder / "recsys.db", index_dir=folder / "index", rate_limit_per_s=0)
+    settings = Settings(db_path=folder / "recsys.db", index_dir=folder / "index", rate_limit_per_s=0,
+                        demo=True)
     engine = open_engine(settings)
     articles, errors = read_articles(sample_corpus())
     assert errors == []

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from recsys.article import Article
+from recsys.errors import ConfigError
 from recsys.store import Store
 
 
@@ -20,9 +23,28 @@ def vec(seed: int) -> np.ndarray:
 
 
 def test_real_database_file_in_wal_mode(tmp_path: Path) -> None:
-    store = Store(tmp_path / "sub" / "db.sqlite")
-    assert (tmp_path / "sub" / "db.sqlite").exists()
+    store = Store(tmp_path / "db.sqlite")
+    assert (tmp_path / "db.sqlite").exists()
     assert store._query("PRAGMA journal_mode")[0][0] == "wal"
+
+
+def test_missing_folder_is_an_error_and_creates_nothing(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="does not exist"):
+        Store(tmp_path / "typo" / "db.sqlite")
+    assert not (tmp_path / "typo").exists()
+
+
+def test_read_only_store_reads_and_refuses_writes_and_needs_a_database(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="no database there"):
+        Store(tmp_path / "none.db", read_only=True)
+    assert not (tmp_path / "none.db").exists()
+    Store(tmp_path / "db.sqlite").upsert([(art(), "h", vec(1), None)], "m")
+    before = (tmp_path / "db.sqlite").stat().st_mtime_ns
+    reader = Store(tmp_path / "db.sqlite", read_only=True)
+    assert reader.get("x1") is not None
+    with pytest.raises(sqlite3.OperationalError, match="readonly"):
+        reader.upsert([(art(), "h2", vec(2), None)], "m")
+    assert (tmp_path / "db.sqlite").stat().st_mtime_ns == before
 
 
 def test_upsert_roundtrip_and_idempotence(tmp_path: Path) -> None:

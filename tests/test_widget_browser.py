@@ -114,7 +114,8 @@ def servers(tmp_path_factory: pytest.TempPathFactory, tiny_model_path: Path, tin
     folder = tmp_path_factory.mktemp("browser")
     api_port, site_port, foreign_port = free_port(), free_port(), free_port()
     settings = Settings(model=str(tiny_model_path), db_path=folder / "recsys.db", index_dir=folder / "index",
-                        recency_weight=0.0, api_keys=SecretStr(KEY), cors_origins=f"http://127.0.0.1:{site_port}")
+                        recency_weight=0.0, api_keys=SecretStr(KEY), cors_origins=f"http://127.0.0.1:{site_port}",
+                        demo=True)
     engine = open_engine(settings, embedder=tiny_embedder)
     engine.upsert(story_articles())
     api_origin = f"http://127.0.0.1:{api_port}"
