@@ -73,11 +73,14 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
             log.info("several workers: in-process answers expire after RECSYS_CACHE_TTL=%s s",
                      os.environ["RECSYS_CACHE_TTL"])
         uvicorn.run("recsys.api:app_from_env", factory=True, workers=args.workers, host=args.host, port=args.port,
-                    loop="auto", http="auto", log_level="info")
+                    loop="auto", http="auto", log_level="info", proxy_headers=False)
         return 0
     from recsys.api import serving_app
 
-    uvicorn.run(serving_app(settings), host=args.host, port=args.port, loop="auto", http="auto", log_level="info")
+    # uvicorn would take the client from X-Forwarded-For whenever the peer is loopback, so any same-host
+    # proxy let a forged header through: only RECSYS_TRUSTED_PROXY_HOPS decides (recsys.protection.client_of)
+    uvicorn.run(serving_app(settings), host=args.host, port=args.port, loop="auto", http="auto", log_level="info",
+                proxy_headers=False)
     return 0
 
 
@@ -103,7 +106,7 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     from recsys.api import create_app
 
     log.info("demo page: http://%s:%d/  (API docs: /docs)", args.host, args.port)
-    uvicorn.run(create_app(settings, engine), host=args.host, port=args.port, log_level="info")
+    uvicorn.run(create_app(settings, engine), host=args.host, port=args.port, log_level="info", proxy_headers=False)
     return 0
 
 

@@ -116,3 +116,27 @@ def test_serve_with_two_workers_answers_from_both(tmp_path: Path, tiny_model_pat
         assert all(set(statuses) == {200} for statuses in seen.values()), seen
     finally:
         stop(proc, workers | descendants(proc.pid))
+
+
+def test_forged_forwarded_for_does_not_escape_the_rate_limit(tmp_path: Path, tiny_model_path: Path) -> None:
+    """With no trusted proxies (the default) the client is the socket peer, whatever X-Forwarded-For says."""
+    env = {**os.environ, "RECSYS_MODEL": str(tiny_model_path), "RECSYS_DB_PATH": str(tmp_path / "p.db"),
+           "RECSYS_INDEX_DIR": str(tmp_path / "idx"), "RECSYS_RATE_LIMIT_PER_S": "0.5",
+           "RECSYS_RATE_LIMIT_BURST": "5", "RECSYS_MATERIALIZE": "false"}
+    loaded = subprocess.run([sys.executable, "-m", "recsys.cli", "demo", "--no-serve"], env=env, capture_output=True,
+                            text=True, timeout=300)
+    assert loaded.returncode == 0, loaded.stderr[-2000:]
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "recsys.cli", "serve", "--port", str(port)], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        wait_ready(f"http://127.0.0.1:{port}/healthz", proc)
+        statuses = []
+        for i in range(20):
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+            conn.request("GET", "/v1/related/a1001", headers={"X-Forwarded-For": f"203.0.113.{i}"})
+            statuses.append(conn.getresponse().status)
+            conn.close()
+        assert statuses.count(200) <= 7 and statuses.count(429) >= 13, statuses
+    finally:
+        stop(proc, descendants(proc.pid))
