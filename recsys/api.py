@@ -273,7 +273,7 @@ def _page_routes(app: FastAPI, settings: Settings, engine: Engine, guard: Guard,
     @app.get("/healthz", tags=["ops"])
     def healthz() -> dict[str, object]:
         materializer = app.state.materializer
-        return {"status": "ok", **engine.health(),
+        return {**engine.health(),  # status "degraded", with a reason, after a start that set a build aside
                 "materialized": {"blocks": materializer.done, "pending": materializer.pending}}
 
     @app.get("/", include_in_schema=False)
