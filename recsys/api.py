@@ -274,7 +274,7 @@ def _page_routes(app: FastAPI, settings: Settings, engine: Engine, guard: Guard,
     @app.get("/healthz", tags=["ops"])
     def healthz() -> dict[str, object]:
         materializer = app.state.materializer
-        return {"status": "ok", **engine.health(),
+        return {**engine.health(),  # status "degraded", with a reason, after a start that set a build aside
                 "materialized": {"blocks": materializer.done, "pending": materializer.pending}}
 
     if not settings.demo:  # a page that lists the corpus is for trying recsys out, not for production

@@ -21,6 +21,7 @@ import threadpoolctl
 from recsys import blocks
 from recsys import candidates as cand
 from recsys import index as idx
+from recsys import index_recovery as recovery
 from recsys import lexical
 from recsys import neighbours as nbr
 from recsys.article import Article, Headline
@@ -67,9 +68,11 @@ class Engine:
         self._sync_lock = threading.Lock()  # server threads must not add the same new vectors twice
         self._newest = cand.NewestOrder()
         self._depth = blocks.Depth(settings.min_candidates, settings.max_candidates)
-        saved = None if rebuild else idx.load_current(
-            settings.index_dir, embedder.name, embedder.dimension, settings.hnsw_ef_search)
-        self.live = self._from_saved(saved) if saved is not None else self.build(progress=rebuild)
+        loaded = recovery.Loaded(None, []) if rebuild else recovery.load_valid(
+            settings.index_dir, embedder.name, embedder.dimension, settings.hnsw_ef_search, read_only)
+        self.live = self._from_saved(loaded.build) if loaded.build is not None else self.build(progress=rebuild)
+        # why start-up did not serve the build `current` named; cleared by this process's next build
+        self.index_warnings: list[str] = loaded.warnings
         self.sync()
 
     # -- writes -----------------------------------------------------------------------------
@@ -148,7 +151,7 @@ class Engine:
             live.neighbours = self._neighbour_lists(live)
             if not self.read_only:
                 idx.save_build(self.settings.index_dir, live, self.settings.keep_builds)
-            self.live = live
+            self.live, self.index_warnings = live, []
             log.info("built index %s: %d vectors (%s)", manifest.build_id, manifest.count, manifest.index_type)
             return live
 
@@ -265,8 +268,9 @@ class Engine:
         return float(blend(dense, lex, self.knobs.lexical_weight))
 
     def health(self) -> dict[str, object]:
-        m = self.live.manifest
-        return {"model": self.embedder.name, "dimension": self.embedder.dimension, "articles": self.store.count(),
+        m, warnings = self.live.manifest, self.index_warnings
+        return {"status": "degraded" if warnings else "ok", "reason": "; ".join(warnings) or None,
+                "model": self.embedder.name, "dimension": self.embedder.dimension, "articles": self.store.count(),
                 "index": {**m.__dict__, "live_vectors": self.live.ntotal}}
 
 

@@ -7,6 +7,8 @@ Layout under RECSYS_INDEX_DIR:
     builds/<build_id>/neighbours.npz  each row's precomputed candidates in its language
     builds/<build_id>/manifest.json, lexical_df.npz
     current                           the name of the live build, replaced atomically
+    builds/.tmp-<build_id>/           a build being written (a killed one's is removed later)
+    builds/.broken-<build_id>-<why>/  a build that failed to load, set aside (index_recovery.py)
 
 A language filter is applied inside the search, by searching that language's own index, so a
 modest k fills a block on a multilingual corpus whose nearest neighbours are translations.
@@ -19,6 +21,7 @@ import logging
 import os
 import shutil
 import threading
+import time
 import uuid
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
@@ -29,7 +32,6 @@ import numpy as np
 from scipy import sparse
 
 from recsys.catalog import Catalog
-from recsys.errors import IndexMismatch
 from recsys.lexical import LexicalStats
 from recsys.neighbours import NeighbourLists
 
@@ -40,6 +42,7 @@ LEXICAL_FILE = "lexical_df.npz"
 ROWS_FILE = "rows.npz"
 HEADLINES_FILE = "headlines.npy"
 FORMAT = 3  # builds of another layout are rebuilt, not misread (3: headline vectors)
+STALE_TMP_S = 3600.0  # a save writes its .tmp- folder in seconds: one untouched for an hour was killed
 
 
 @dataclass(frozen=True)
@@ -183,6 +186,7 @@ def save_build(index_dir: Path, live: LiveIndex, keep: int) -> Path:
     """Write the build aside, rename it into place, then switch `current` atomically."""
     builds = _builds(index_dir)
     builds.mkdir(parents=True, exist_ok=True)
+    remove_stale_tmp(builds)
     manifest, snap = live.manifest, live.catalog.snapshot()
     tmp = builds / f".tmp-{manifest.build_id}"
     tmp.mkdir()
@@ -226,44 +230,38 @@ def _prune(builds: Path, keep: int, live: str) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
+def remove_stale_tmp(builds: Path, now: float | None = None) -> list[Path]:
+    """Delete the .tmp- folders of killed saves: those with nothing written for STALE_TMP_S (a
+    younger one may be another process's save in progress, so it is left alone)."""
+    now = time.time() if now is None else now
+    stale = [p for p in (builds.glob(".tmp-*") if builds.is_dir() else []) if now - _last_write(p) > STALE_TMP_S]
+    for tmp in stale:
+        log.warning("removing %s, left by a save that did not finish", tmp)
+        shutil.rmtree(tmp, ignore_errors=True)
+    return stale
+
+
+def _last_write(folder: Path) -> float:
+    try:
+        return max([folder.stat().st_mtime] + [p.stat().st_mtime for p in folder.iterdir()])
+    except OSError:  # renamed into place meanwhile: not stale
+        return time.time()
+
+
 def read_manifest(path: Path) -> Manifest:
     return Manifest(**json.loads(Path(path).read_text()))
 
 
-def current_build(index_dir: Path) -> Path | None:
-    pointer = Path(index_dir) / "current"
-    if not pointer.exists():
-        return None
-    folder = _builds(index_dir) / pointer.read_text().strip()
-    return folder if (folder / "manifest.json").exists() else None
-
-
-def load_current(index_dir: Path, model: str, dimension: int, ef_search: int) -> SavedBuild | None:
-    """The live build, or None if there is none (or of an older layout); IndexMismatch for another model."""
-    folder = current_build(index_dir)
-    if folder is None:
-        return None
-    manifest = read_manifest(folder / "manifest.json")
-    if manifest.model != model or manifest.dimension != dimension:
-        raise IndexMismatch(
-            f"index build {manifest.build_id} was made with model {manifest.model!r} "
-            f"(dimension {manifest.dimension}) but the loaded model is {model!r} (dimension "
-            f"{dimension}); run `recsys build` to rebuild it for this model"
-        )
-    if manifest.format != FORMAT:
-        log.info("index build %s has an older layout; building anew", manifest.build_id)
-        return None
+def load_build(folder: Path, manifest: Manifest, ef_search: int) -> SavedBuild:
+    """Read a build's files as they are; index_recovery checks them against the manifest (and the
+    model) and sets aside builds that fail, so a missing or truncated file raises here."""
     index = _read(folder / "index.faiss", ef_search)
-    if index.d != dimension or index.ntotal != manifest.count:
-        raise IndexMismatch(f"index build {manifest.build_id} does not match its manifest; run `recsys build`")
     with np.load(folder / ROWS_FILE) as rows:
         vids = rows["vids"]
         by_lang = {name[5:]: LangIndex(_read(folder / f"lang-{name[5:]}.faiss", ef_search), rows[name])
                    for name in rows.files if name.startswith("lang_")}
     lexical_rows = sparse.load_npz(folder / "lexical_rows.npz").tocsr()
     headlines = np.load(folder / HEADLINES_FILE)
-    if headlines.shape != (manifest.count, dimension):
-        raise IndexMismatch(f"index build {manifest.build_id} does not match its manifest; run `recsys build`")
     return SavedBuild(folder, manifest, index, vids, lexical_rows, by_lang, LexicalStats.load(folder / LEXICAL_FILE),
                       headlines)
 

@@ -38,6 +38,9 @@ class _StateCollector(Collector):
         manifest = self.engine.live.manifest
         yield GaugeMetricFamily("recsys_articles", "articles in the store", value=self.engine.store.count())
         yield GaugeMetricFamily("recsys_index_vectors", "vectors in the live index", value=self.engine.live.ntotal)
+        yield GaugeMetricFamily("recsys_index_degraded", "1 after a start that set a broken build aside "
+                                "(served an older build or rebuilt from the store), until the next build",
+                                value=float(bool(self.engine.index_warnings)))
         info = GaugeMetricFamily("recsys_index_info", "the live index build (always 1)",
                                  labels=["build_id", "model", "index_type"])
         info.add_metric([manifest.build_id, manifest.model, manifest.index_type], 1)

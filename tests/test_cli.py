@@ -154,3 +154,14 @@ def test_demo_uses_its_own_database_unless_told(tmp_path: Path, monkeypatch: pyt
     told = demo_settings(Settings())
     assert (told.db_path, told.index_dir) == (tmp_path / "site.db", DEMO_DIR)
     assert Settings().demo is False
+
+
+def test_read_only_commands_skip_a_broken_build_without_moving_it(env: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    main(["ingest", str(write(env / "a.jsonl", ROWS)), "--quiet"])
+    build = env / "idx" / "builds" / (env / "idx" / "current").read_text().strip()
+    (build / "index.faiss").write_bytes((build / "index.faiss").read_bytes()[:100])  # truncated
+    gc.collect()
+    capsys.readouterr()
+    assert main(["info"]) == 0
+    assert json.loads(capsys.readouterr().out)["status"] == "degraded"
+    assert build.is_dir() and not list((env / "idx" / "builds").glob(".broken-*"))

@@ -10,6 +10,7 @@ import pytest
 from scipy import sparse
 
 from recsys import index as idx
+from recsys import index_recovery as recovery
 from recsys.catalog import Catalog, Meta
 from recsys.errors import IndexMismatch
 from recsys.lexical import N_FEATURES, LexicalStats
@@ -93,8 +94,9 @@ def test_build_folder_manifest_and_current_pointer(tmp_path: Path) -> None:
     assert saved["model"] == "m" and saved["dimension"] == 8 and saved["count"] == 4
     assert saved["metric"] == "inner_product" and saved["normalized"] is True and saved["index_type"] == "flat"
     assert (tmp_path / "current").read_text().strip() == manifest.build_id
-    build = idx.load_current(tmp_path, "m", 8, 64)
-    assert build is not None and build.index.ntotal == 4 and build.manifest.max_vid == 4
+    loaded = recovery.load_valid(tmp_path, "m", 8, 64)
+    build = loaded.build
+    assert loaded.warnings == [] and build is not None and build.index.ntotal == 4 and build.manifest.max_vid == 4
     assert build.vids.tolist() == [1, 2, 3, 4] and build.lexical_rows.shape == (4, N_FEATURES)
     assert {name: sub.rows.tolist() for name, sub in build.by_lang.items()} == {"uk": [0, 1], "en": [2], "ru": [3]}
     assert not [p for p in (tmp_path / "builds").iterdir() if p.name.startswith(".")]
@@ -103,13 +105,13 @@ def test_build_folder_manifest_and_current_pointer(tmp_path: Path) -> None:
 def test_loading_refuses_another_model_or_dimension(tmp_path: Path) -> None:
     _save(tmp_path, model="model-a")
     with pytest.raises(IndexMismatch, match="recsys build"):
-        idx.load_current(tmp_path, "model-b", 8, 64)
+        recovery.load_valid(tmp_path, "model-b", 8, 64)
     with pytest.raises(IndexMismatch):
-        idx.load_current(tmp_path, "model-a", 16, 64)
+        recovery.load_valid(tmp_path, "model-a", 16, 64)
 
 
 def test_no_build_yet_and_old_builds_pruned(tmp_path: Path) -> None:
-    assert idx.load_current(tmp_path, "m", 8, 64) is None
+    assert recovery.load_valid(tmp_path, "m", 8, 64) == recovery.Loaded(None, [])
     made = [_save(tmp_path, keep=2).build_id for _ in range(4)]
     left = sorted(p.name for p in (tmp_path / "builds").iterdir())
     assert left == sorted(made[-2:])
