@@ -158,6 +158,7 @@ def test_demo_uses_its_own_database_unless_told(tmp_path: Path, monkeypatch: pyt
 
 def test_read_only_commands_skip_a_broken_build_without_moving_it(env: Path, capsys: pytest.CaptureFixture[str]) -> None:
     main(["ingest", str(write(env / "a.jsonl", ROWS)), "--quiet"])
+    main(["build"])  # a build that holds the vectors (ingest's first build was made before them)
     build = env / "idx" / "builds" / (env / "idx" / "current").read_text().strip()
     (build / "index.faiss").write_bytes((build / "index.faiss").read_bytes()[:100])  # truncated
     gc.collect()
