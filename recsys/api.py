@@ -238,11 +238,12 @@ def _event_routes(app: FastAPI, settings: Settings, guard: Guard, monitoring: Mo
     @app.post("/v1/events", dependencies=[Depends(guard.page_origin), Depends(guard.read)], tags=["events"])
     async def post_events(request: Request) -> dict[str, int]:
         """Impressions and clicks from the widget (any content type: sendBeacon posts text/plain)."""
-        events = parse_events(await _json_body(request), settings.max_events)
-        stored = await run_in_threadpool(events_store.record, events)
-        for event in events:
-            monitoring.events.labels(event.type).inc(len(event.rows()))
-        return {"stored": stored}
+        events = parse_events(await _json_body(request), settings.max_events, settings.max_limit)
+        known = app.state.engine.store.fingerprints  # ids of unknown articles are counted apart, not stored
+        recorded = await run_in_threadpool(events_store.record, events, lambda ids: set(known(ids)))
+        for kind, n in {**recorded.by_type, "unknown": recorded.unknown}.items():
+            monitoring.events.labels(kind).inc(n)
+        return {"stored": recorded.stored, "unknown": recorded.unknown}
 
     @app.get("/v1/events/ctr", dependencies=[Depends(guard.keyed)], tags=["events"])
     def click_through(since: datetime | None = None, until: datetime | None = None) -> dict[str, Any]:
@@ -253,6 +254,7 @@ def _event_routes(app: FastAPI, settings: Settings, guard: Guard, monitoring: Mo
             "positions": [{"position": s.position, "impressions": s.impressions, "clicks": s.clicks, "ctr": s.ctr}
                           for s in stats],
             "impressions": sum(s.impressions for s in stats), "clicks": sum(s.clicks for s in stats),
+            "unknown": events_store.unknown(*bounds),
         }
 
 

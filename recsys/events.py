@@ -1,8 +1,10 @@
-"""Widget events: impressions and clicks of related links, stored in SQLite for click-through analysis.
+"""Widget events: impressions and clicks of related links, counted in SQLite for click-through analysis.
 
-One row per link and event. An impression of a block of five links is five rows with positions
-1..5; a click is one row. Positions start at 1 (the top link). The table lives in the same
-database file as the articles (WAL mode), on a connection of its own.
+Stored as counters, never one row per request or per link, so a flood cannot grow the database: one row per
+(minute, type, position) — at most 60 x (2 x RECSYS_MAX_LIMIT + 1) rows an hour — and one per (day, article,
+type) for articles that exist. Links naming an unknown article are not counted as impressions or clicks but
+under type "unknown". Positions start at 1 (the top link) and stop at the largest block (RECSYS_MAX_LIMIT).
+The tables live in the same database file as the articles (WAL mode), on a connection of their own.
 """
 
 from __future__ import annotations
@@ -10,9 +12,10 @@ from __future__ import annotations
 import sqlite3
 import threading
 import time
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 
@@ -22,19 +25,30 @@ from recsys.errors import InvalidInput
 from recsys.ingest import batch_rows
 
 SCHEMA = """
-CREATE TABLE IF NOT EXISTS events (
-    id INTEGER PRIMARY KEY,
-    type TEXT NOT NULL CHECK (type IN ('impression', 'click')),
-    origin_id TEXT NOT NULL,
+CREATE TABLE IF NOT EXISTS event_minutes (
+    minute INTEGER NOT NULL,
+    type TEXT NOT NULL CHECK (type IN ('impression', 'click', 'unknown')),
+    position INTEGER NOT NULL CHECK (position >= 0),
+    n INTEGER NOT NULL,
+    PRIMARY KEY (minute, type, position)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS event_articles (
+    day INTEGER NOT NULL,
     article_id TEXT NOT NULL,
-    position INTEGER NOT NULL CHECK (position >= 1),
-    client_ts REAL,
-    received_ts REAL NOT NULL,
-    page_url TEXT,
-    index_build TEXT
-);
-CREATE INDEX IF NOT EXISTS events_received ON events(received_ts);
-CREATE INDEX IF NOT EXISTS events_origin ON events(origin_id);
+    type TEXT NOT NULL CHECK (type IN ('impression', 'click')),
+    n INTEGER NOT NULL,
+    PRIMARY KEY (day, article_id, type)
+) WITHOUT ROWID;
+"""
+# a database from before the counters held one row per link: folded into them once, then dropped
+MIGRATE_ROWS = """
+INSERT INTO event_minutes (minute, type, position, n)
+    SELECT CAST(received_ts / 60 AS INTEGER), type, position, COUNT(*) FROM events GROUP BY 1, 2, 3
+    ON CONFLICT (minute, type, position) DO UPDATE SET n = n + excluded.n;
+INSERT INTO event_articles (day, article_id, type, n)
+    SELECT CAST(received_ts / 86400 AS INTEGER), article_id, type, COUNT(*) FROM events GROUP BY 1, 2, 3
+    ON CONFLICT (day, article_id, type) DO UPDATE SET n = n + excluded.n;
+DROP TABLE events;
 """
 
 MAX_POSITION = 1000
@@ -79,17 +93,23 @@ class Event(BaseModel):
         return [(self.type, self.article_id, self.position)]
 
 
-def parse_events(body: Any, max_events: int) -> list[Event]:
-    """Validate `{"events": [...]}`, a list of events or one event; 4xx errors name the bad event."""
+def parse_events(body: Any, max_events: int, max_position: int = MAX_POSITION) -> list[Event]:
+    """Validate `{"events": [...]}`, a list of events or one event; 4xx errors name the bad event.
+    No link may sit below ``max_position`` (the largest block the API serves)."""
     rows = batch_rows(body, "events", max_events)
     events = []
     for position, raw in enumerate(rows):
         try:
-            events.append(Event.model_validate(raw))
+            event = Event.model_validate(raw)
         except ValidationError as exc:
             first = exc.errors()[0]
             where = "".join(f"{part}: " for part in first["loc"][:1])
             raise InvalidInput(f"event {position}: {where}{first['msg'].removeprefix('Value error, ')}") from exc
+        deepest = max(p for _, _, p in event.rows())
+        if deepest > max_position:
+            raise InvalidInput(f"event {position}: position {deepest} is beyond the largest block "
+                               f"({max_position} links, RECSYS_MAX_LIMIT)")
+        events.append(event)
     return events
 
 
@@ -116,45 +136,82 @@ def ctr_by_position(counts: Sequence[tuple[int, int, int]]) -> list[PositionStat
     return [PositionStats(p, imp, clk) for p, (imp, clk) in sorted(merged.items())]
 
 
-def _epoch(value: datetime | None) -> float | None:
-    if value is None:
-        return None
-    return (value if value.tzinfo else value.replace(tzinfo=timezone.utc)).timestamp()
+@dataclass(frozen=True)
+class Recorded:
+    """What one POST counted: links of known articles, and links naming an unknown one."""
+
+    stored: int
+    unknown: int
+    by_type: dict[str, int]
+
+
+def tally(events: Sequence[Event], known: set[str], now: float) -> tuple[Counter, Counter, int]:
+    """Counter increments per (minute, type, position) and per (day, article, type); links of unknown ids apart."""
+    minute, day = int(now // 60), int(now // 86400)
+    cells: Counter = Counter()
+    articles: Counter = Counter()
+    unknown = 0
+    for event in events:
+        for kind, article_id, position in event.rows():
+            if event.origin_id not in known or article_id not in known:
+                unknown += 1
+                continue
+            cells[(minute, kind, position)] += 1
+            articles[(day, article_id, kind)] += 1
+    if unknown:
+        cells[(minute, "unknown", 0)] += unknown
+    return cells, articles, unknown
 
 
 class EventStore:
-    """The events table; safe to share between threads."""
+    """The event counters; safe to share between threads."""
 
     def __init__(self, path: Path) -> None:
         self._lock = threading.Lock()
         self._db = sqlite3.connect(Path(path), check_same_thread=False, timeout=30, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.executescript(SCHEMA)
+        if self._db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'events'").fetchone():
+            self._db.executescript(f"BEGIN IMMEDIATE; {MIGRATE_ROWS} COMMIT;")
 
     def close(self) -> None:
         with self._lock:
             self._db.close()
 
-    def record(self, events: Sequence[Event], now: float | None = None) -> int:
-        """Store the events in one transaction; the number of rows written."""
+    def record(self, events: Sequence[Event], known: Callable[[set[str]], set[str]] | None = None,
+               now: float | None = None) -> Recorded:
+        """Count the events in one transaction. ``known`` says which ids exist (all, when not given)."""
         now = time.time() if now is None else now
-        rows = [
-            (kind, e.origin_id, article_id, position, _epoch(e.ts), now, e.page_url, e.index_build)
-            for e in events for kind, article_id, position in e.rows()
-        ]
+        ids = {e.origin_id for e in events} | {a for e in events for _, a, _ in e.rows()}
+        cells, articles, unknown = tally(events, ids if known is None else known(ids), now)
         with self._lock, self._db:
             self._db.execute("BEGIN IMMEDIATE")
             self._db.executemany(
-                "INSERT INTO events (type, origin_id, article_id, position, client_ts, received_ts, page_url, "
-                "index_build) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                rows,
-            )
-        return len(rows)
+                "INSERT INTO event_minutes (minute, type, position, n) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (minute, type, position) DO UPDATE SET n = n + excluded.n",
+                [(*key, n) for key, n in cells.items()])
+            self._db.executemany(
+                "INSERT INTO event_articles (day, article_id, type, n) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (day, article_id, type) DO UPDATE SET n = n + excluded.n",
+                [(*key, n) for key, n in articles.items()])
+        by_type: Counter = Counter()
+        for (_, _, kind), n in articles.items():
+            by_type[kind] += n
+        return Recorded(sum(articles.values()), unknown, dict(by_type))
 
     def counts(self, since: float | None = None, until: float | None = None) -> list[tuple[int, int, int]]:
-        """(position, impressions, clicks) of the events received in [since, until)."""
-        sql = ("SELECT position, SUM(type = 'impression'), SUM(type = 'click') FROM events "
-               "WHERE received_ts >= ? AND received_ts < ? GROUP BY position ORDER BY position")
-        bounds = (float("-inf") if since is None else since, float("inf") if until is None else until)
+        """(position, impressions, clicks) of the minutes that began in [since, until)."""
+        sql = ("SELECT position, SUM(n * (type = 'impression')), SUM(n * (type = 'click')) FROM event_minutes "
+               "WHERE minute * 60 >= ? AND minute * 60 < ? AND type != 'unknown' GROUP BY position ORDER BY position")
         with self._lock:
-            return [(int(p), int(i), int(c)) for p, i, c in self._db.execute(sql, bounds).fetchall()]
+            return [(int(p), int(i), int(c)) for p, i, c in self._db.execute(sql, _bounds(since, until)).fetchall()]
+
+    def unknown(self, since: float | None = None, until: float | None = None) -> int:
+        """Links that named an article not in the store, in the minutes that began in [since, until)."""
+        sql = "SELECT COALESCE(SUM(n), 0) FROM event_minutes WHERE minute * 60 >= ? AND minute * 60 < ? AND type = 'unknown'"
+        with self._lock:
+            return int(self._db.execute(sql, _bounds(since, until)).fetchone()[0])
+
+
+def _bounds(since: float | None, until: float | None) -> tuple[float, float]:
+    return (float("-inf") if since is None else since, float("inf") if until is None else until)
