@@ -19,6 +19,7 @@ from fastapi import Depends, FastAPI, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from fastapi_offline import FastAPIOffline
 from pydantic import BaseModel, Field
 
 from recsys import demo, widget
@@ -112,7 +113,7 @@ def _route(app: FastAPI, path: str) -> object:
 def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
     """The API over one recsys instance; loads model and index now unless an engine is given."""
     engine = engine or open_engine(settings)
-    app = FastAPI(title="recsys", version="0.1.0", description="Related headlines for news sites")
+    app = FastAPIOffline(title="recsys", version="0.1.0", description="Related headlines for news sites")
     cache = ResponseCache(settings.cache_max_entries, settings.cache_ttl)
     guard = Guard(ApiKeys(split_csv(settings.api_keys)),
                   TokenBucket(settings.rate_limit_per_s, settings.rate_limit_burst, settings.rate_limit_clients),

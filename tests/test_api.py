@@ -124,6 +124,18 @@ def test_post_shows_up_at_once_then_delete_hides_it(client: TestClient) -> None:
     assert client.get("/v1/related/n1").status_code == 404
 
 
+def test_docs_and_redoc_work_offline(client: TestClient) -> None:
+    import re
+
+    for page in ("/docs", "/redoc"):
+        html = client.get(page)
+        assert html.status_code == 200
+        assets = re.findall(r'(?:src|href)="([^"]+)"', html.text) + re.findall(r"url: ?'([^']+)'", html.text)
+        assert assets and not [a for a in assets if a.startswith(("http:", "https:", "//"))], assets
+        for asset in assets:
+            assert client.get(asset).status_code == 200, asset
+
+
 def test_demo_page_only_when_turned_on(engine, settings) -> None:  # noqa: ANN001
     production = TestClient(create_app(settings, engine))
     assert production.get("/demo").status_code == 404 and production.get("/demo/b1").status_code == 404
