@@ -89,3 +89,13 @@ class IndexMismatch(RecsysError):
 
     http_status = 503
     exit_code = 2
+
+
+class StorageUnavailable(RecsysError):
+    """The disk is full or the database cannot be written: nothing of the request was stored."""
+
+    http_status = 503
+    exit_code = 2
+
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": "60"}

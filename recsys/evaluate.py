@@ -76,6 +76,7 @@ def open_model_engines(ds: Dataset, model: str | None, base: Settings, work: Pat
     from recsys.engine import open_engine
     from recsys.errors import IndexMismatch
 
+    work.mkdir(parents=True, exist_ok=True)  # the evaluation's own scratch store (the store makes no folders)
     settings = _settings(base, {"model": model, "db_path": work / "recsys.db", "index_dir": work / "index"})
     embedder = load_embedder(settings)
     try:

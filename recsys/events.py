@@ -23,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from recsys.errors import InvalidInput
 from recsys.ingest import batch_rows
+from recsys.store import writing
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS event_minutes (
@@ -167,7 +168,7 @@ class EventStore:
     """The event counters; safe to share between threads."""
 
     def __init__(self, path: Path) -> None:
-        self._lock = threading.Lock()
+        self._lock, self._path = threading.Lock(), Path(path)
         self._db = sqlite3.connect(Path(path), check_same_thread=False, timeout=30, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.executescript(SCHEMA)
@@ -184,7 +185,7 @@ class EventStore:
         now = time.time() if now is None else now
         ids = {e.origin_id for e in events} | {a for e in events for _, a, _ in e.rows()}
         cells, articles, unknown = tally(events, ids if known is None else known(ids), now)
-        with self._lock, self._db:
+        with writing(self._path), self._lock, self._db:
             self._db.execute("BEGIN IMMEDIATE")
             self._db.executemany(
                 "INSERT INTO event_minutes (minute, type, position, n) VALUES (?, ?, ?, ?) "

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
+from contextlib import contextmanager
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
@@ -18,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from recsys.article import FIELDS, Article, Headline
-from recsys.errors import ConfigError
+from recsys.errors import ConfigError, StorageUnavailable
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS articles (
@@ -68,6 +69,23 @@ def _as_blob(vector: np.ndarray) -> bytes:
     return np.ascontiguousarray(vector, dtype=np.float32).tobytes()
 
 
+# SQLite's words for "this write cannot happen here": a full disk, a read-only file or folder, an I/O error
+_UNWRITABLE = ("disk is full", "readonly", "read-only", "unable to open", "disk i/o error")
+
+
+@contextmanager
+def writing(path: Path) -> Iterator[None]:
+    """Turn a full disk or an unwritable database into StorageUnavailable (503, exit 2); the transaction
+    was rolled back, so everything stored before stays as it was."""
+    try:
+        yield
+    except sqlite3.OperationalError as exc:
+        if not any(words in str(exc).lower() for words in _UNWRITABLE):
+            raise
+        raise StorageUnavailable(f"cannot write to {path}: {exc}; nothing of this request was stored "
+                                 "(free disk space or fix the file's permissions, then retry)") from exc
+
+
 def _check_path(path: Path, read_only: bool) -> None:
     """A missing folder is a mistyped setting, not a place to create an empty database in."""
     if not path.parent.is_dir():
@@ -86,11 +104,15 @@ class Store:
         self.path = path
         self._lock = threading.RLock()
         target = f"{path.resolve().as_uri()}?mode=ro" if read_only else str(path)
-        self._db = sqlite3.connect(target, check_same_thread=False, timeout=30, isolation_level=None,
-                                   uri=read_only)
-        self._db.row_factory = sqlite3.Row
-        if read_only:
-            return
+        with writing(path):
+            self._db = sqlite3.connect(target, check_same_thread=False, timeout=30, isolation_level=None,
+                                       uri=read_only)
+            self._db.row_factory = sqlite3.Row
+            if not read_only:
+                self._prepare()
+
+    def _prepare(self) -> None:
+        """WAL mode, the schema, and the columns later versions added."""
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(SCHEMA)
@@ -136,7 +158,7 @@ class Store:
         """Insert or replace articles in one transaction: (article, content hash, vector, headline vector);
         a given vector replaces the current one (with its headline vector, which may be None)."""
         now = datetime.now(timezone.utc).isoformat()
-        with self._lock, self._db:
+        with writing(self.path), self._lock, self._db:
             self._db.execute("BEGIN IMMEDIATE")
             for article, content_hash, vector, headline in rows:
                 self._upsert_one(article, content_hash, vector, headline, model, now)
@@ -164,7 +186,7 @@ class Store:
 
     def delete(self, article_id: str) -> bool:
         """Remove an article and its vector; False when it did not exist."""
-        with self._lock, self._db:
+        with writing(self.path), self._lock, self._db:
             self._db.execute("BEGIN IMMEDIATE")
             gone = self._db.execute("DELETE FROM articles WHERE id = ?", (article_id,)).rowcount
             self._db.execute("DELETE FROM vectors WHERE article_id = ?", (article_id,))

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import sqlite3
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from recsys.article import Article
-from recsys.errors import ConfigError
+from recsys.errors import ConfigError, StorageUnavailable
 from recsys.store import Store
 
 
@@ -42,7 +41,7 @@ def test_read_only_store_reads_and_refuses_writes_and_needs_a_database(tmp_path:
     before = (tmp_path / "db.sqlite").stat().st_mtime_ns
     reader = Store(tmp_path / "db.sqlite", read_only=True)
     assert reader.get("x1") is not None
-    with pytest.raises(sqlite3.OperationalError, match="readonly"):
+    with pytest.raises(StorageUnavailable, match="readonly"):
         reader.upsert([(art(), "h2", vec(2), None)], "m")
     assert (tmp_path / "db.sqlite").stat().st_mtime_ns == before
 
