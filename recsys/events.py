@@ -117,9 +117,19 @@ def ctr_by_position(counts: Sequence[tuple[int, int, int]]) -> list[PositionStat
 
 
 def _epoch(value: datetime | None) -> float | None:
+    """Epoch seconds; a naive time is UTC (as for articles: never the server's local time, whose
+    conversion overflows for year 1 and differs from one server to the next)."""
     if value is None:
         return None
     return (value if value.tzinfo else value.replace(tzinfo=timezone.utc)).timestamp()
+
+
+def epoch_bound(value: datetime | None) -> float | None:
+    """A `since`/`until` bound in epoch seconds (None: open); InvalidInput for a time out of range."""
+    try:
+        return _epoch(value)
+    except (OverflowError, ValueError, OSError) as exc:
+        raise InvalidInput(f"time {value} is out of range: {exc}") from exc
 
 
 class EventStore:
