@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import gc
 import hashlib
-import json
 import logging
 import os
 from datetime import datetime
@@ -22,17 +21,19 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 from fastapi_offline import FastAPIOffline
 from pydantic import BaseModel, Field
 
-from recsys import demo, widget
+from recsys import demo, request_guard, widget
 from recsys.answers import JSON, Answers, RelatedResponse, make_filters, params_key, related_body
 from recsys.cache import ResponseCache, etag_matches
 from recsys.engine import Engine, open_engine
-from recsys.errors import InvalidInput, RecsysError
-from recsys.events import EventStore, ctr_by_position, parse_events
-from recsys.hot_path import HotPath, error_response
+from recsys.errors import InvalidInput
+from recsys.events import EventStore, ctr_by_position, epoch_bound, parse_events
+from recsys.hot_path import HotPath
 from recsys.ingest import batch_rows, parse_article
 from recsys.materialize import Materializer
 from recsys.monitoring import MetricsMiddleware, Monitoring
 from recsys.protection import ApiKeys, BodyLimit, Guard, TokenBucket, split_csv
+from recsys.request_guard import SafeJSONResponse, json_body
+from recsys.safe_json import plain
 from recsys.settings import Settings, load_settings, unknown_variables
 
 log = logging.getLogger(__name__)
@@ -53,13 +54,6 @@ class DraftRequest(BaseModel):
     url: str | None = Field(default=None, description="the draft's own URL, so its stored copies are never answered")
 
 
-async def _json_body(request: Request) -> Any:
-    try:
-        return json.loads(await request.body())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise InvalidInput(f"body is not valid JSON: {exc}") from exc
-
-
 def _batch(body: Any, max_batch: int) -> list[Any]:
     return batch_rows(body, "articles", max_batch)
 
@@ -76,7 +70,7 @@ def _upsert(engine: Engine, cache: ResponseCache, materializer: Materializer, ro
         try:
             good.append(parse_article(raw))
         except InvalidInput as exc:
-            ident = raw.get("id") if isinstance(raw, dict) else None
+            ident = plain(raw.get("id")) if isinstance(raw, dict) else None  # echoed: may be any JSON
             errors.append({"index": position, "id": ident, "reason": exc.message})
     changed = _changed_ids(engine, good) if good else set()
     vectors_before = engine.store.fingerprints(changed)
@@ -91,7 +85,7 @@ def _upsert(engine: Engine, cache: ResponseCache, materializer: Materializer, ro
     body = {"stored": len(good), "errors": errors, **(result.__dict__ if result else {})}
     if not good:
         body["detail"] = f"no valid article among {len(rows)}: {errors[0]['reason']}"
-    return JSONResponse(body, status_code=200 if good else 422)
+    return SafeJSONResponse(body, status_code=200 if good else 422)
 
 
 def _add_middleware(app: FastAPI, settings: Settings, monitoring: Monitoring, answers: Answers, guard: Guard) -> None:
@@ -113,7 +107,8 @@ def _route(app: FastAPI, path: str) -> object:
 def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
     """The API over one recsys instance; loads model and index now unless an engine is given."""
     engine = engine or open_engine(settings)
-    app = FastAPIOffline(title="recsys", version="0.1.0", description="Related headlines for news sites")
+    app = FastAPIOffline(title="recsys", version="0.1.0", description="Related headlines for news sites",
+                         default_response_class=SafeJSONResponse)
     cache = ResponseCache(settings.cache_max_entries, settings.cache_ttl)
     guard = Guard(ApiKeys(split_csv(settings.api_keys)),
                   TokenBucket(settings.rate_limit_per_s, settings.rate_limit_burst, settings.rate_limit_clients),
@@ -126,10 +121,7 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
     if not split_csv(settings.api_keys):
         log.warning("RECSYS_API_KEYS is unset: writes over HTTP (POST/DELETE /v1/articles) are refused")
 
-    @app.exception_handler(RecsysError)
-    async def _recsys_error(_: Request, exc: RecsysError) -> JSONResponse:
-        return error_response(exc)
-
+    request_guard.install(app)
     app.state.materializer = materializer = Materializer(answers)
     if settings.materialize and settings.cache_max_entries > 0:
         materializer.start()
@@ -222,7 +214,7 @@ def _article_routes(app: FastAPI, settings: Settings, answers: Answers, guard: G
     @app.post("/v1/articles", dependencies=keyed, tags=["articles"])
     async def upsert_articles(request: Request) -> JSONResponse:
         """Batch upsert; needs the X-API-Key header."""
-        rows = _batch(await _json_body(request), settings.max_batch)
+        rows = _batch(await json_body(request), settings.max_batch)
         return await run_in_threadpool(_upsert, engine, cache, app.state.materializer, rows)
 
     @app.delete("/v1/articles/{article_id}", dependencies=keyed, tags=["articles"])
@@ -239,7 +231,7 @@ def _event_routes(app: FastAPI, settings: Settings, guard: Guard, monitoring: Mo
     @app.post("/v1/events", dependencies=[Depends(guard.page_origin), Depends(guard.read)], tags=["events"])
     async def post_events(request: Request) -> dict[str, int]:
         """Impressions and clicks from the widget (any content type: sendBeacon posts text/plain)."""
-        events = parse_events(await _json_body(request), settings.max_events, settings.max_limit)
+        events = parse_events(await json_body(request), settings.max_events, settings.max_limit)
         known = app.state.engine.store.fingerprints  # ids of unknown articles are counted apart, not stored
         recorded = await run_in_threadpool(events_store.record, events, lambda ids: set(known(ids)))
         for kind, n in {**recorded.by_type, "unknown": recorded.unknown}.items():
@@ -249,7 +241,7 @@ def _event_routes(app: FastAPI, settings: Settings, guard: Guard, monitoring: Mo
     @app.get("/v1/events/ctr", dependencies=[Depends(guard.keyed)], tags=["events"])
     def click_through(since: datetime | None = None, until: datetime | None = None) -> dict[str, Any]:
         """Impressions, clicks and click-through rate by position; needs the X-API-Key header."""
-        bounds = [None if t is None else t.timestamp() for t in (since, until)]
+        bounds = [epoch_bound(t) for t in (since, until)]
         stats = ctr_by_position(events_store.counts(*bounds))
         return {
             "positions": [{"position": s.position, "impressions": s.impressions, "clicks": s.clicks, "ctr": s.ctr}

@@ -15,6 +15,24 @@ def fold(text: str) -> str:
     return re.sub(r"\W+", " ", unicodedata.normalize("NFKC", text).casefold()).strip()
 
 
+# An id is one path segment of the routes that read it (/v1/related/{id}): a decoded "/" splits it
+# (an article stored as "a/b" was unreachable on every route), "\\" is a "/" to browsers, "?" and
+# "#" end the path of a hand-built link, control characters do not belong in a URL, and clients
+# drop "." and ".." segments. Checked on writes only, so rows stored before still read.
+URL_BREAKING = re.compile(r"[/\\?#\x00-\x1f\x7f-\x9f]")
+
+
+def id_problem(article_id: str) -> str | None:
+    """Why an article id cannot be written (it must work as one URL path segment), or None."""
+    found = URL_BREAKING.search(article_id)
+    if found:
+        return (f"must not contain {found.group()!r}: an id is one segment of URLs such as /v1/related/{{id}}, "
+                "so /, \\, ?, # and control characters are refused")
+    if article_id in (".", ".."):
+        return "must not be '.' or '..': URLs drop such segments"
+    return None
+
+
 FIELDS = (
     "id", "url", "title", "text", "lang", "published_at", "source", "section", "tags",
     "image_url", "original_url", "original_lang", "original_source",

@@ -53,7 +53,9 @@ def assemble(live: LiveIndex, newest: cand.NewestOrder, knobs: Ranking, depth: D
     while True:
         ok = eligible(query, pool, filters, excluded, cand.lang_codes(query, filters.lang_policy), section)
         ranked = rank(query, pool, filters, knobs, ok)
-        deeper = found >= k and k < depth.deepest and len(ranked.rows) < filters.limit
+        # a section no row has (-2) matches no deeper candidate either: searching on would cost
+        # up to three more searches per request for nothing, whatever section name is sent
+        deeper = found >= k and k < depth.deepest and len(ranked.rows) < filters.limit and section != -2
         if not deeper or not _more_above_floor(pool, knobs):
             break
         k = min(4 * k, depth.deepest)

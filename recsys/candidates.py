@@ -69,32 +69,68 @@ def pool(snap: Snapshot, rows: np.ndarray, dense: np.ndarray, vectors: QueryVect
     return make_pool(snap, rows, dense, lex)
 
 
+FILL_SCAN_ROWS = 8192  # rows one fill step examines at most (after narrowing to the rows its language,
+# section and time window allow, only dead rows, copies and taken rows are passed over: a bound that
+# an unmatched filter, which once scanned every row of the catalog, cannot exceed)
+
+
 class NewestOrder:
-    """Catalog rows newest first (undated last), overall and per language; sorted again only when
-    rows were added (a fill then scans one language's rows, not the whole catalog)."""
+    """Catalog rows newest first (undated last), overall and per language and section, with their
+    times; sorted again only when rows were added. A fill step then reads only the rows its
+    language, section and time window allow: an unmatched filter costs a lookup, not a scan."""
 
     def __init__(self) -> None:
-        self._orders: dict[int | None, np.ndarray] = {}
+        self._orders: dict[tuple[int | None, int | None], tuple[np.ndarray, np.ndarray]] = {}
         self._n = 0
         self._lock = threading.Lock()
 
-    def of(self, snap: Snapshot, lang: int | None = None) -> np.ndarray:
+    def of(self, snap: Snapshot, lang: int | None = None, section: int | None = None,
+           since: float = -np.inf, until: float = np.inf, undated: bool = True) -> np.ndarray:
+        """Rows of this language and section (None: any), newest first: the dated ones with
+        since <= ts <= until, then (if `undated`) the undated ones; at most FILL_SCAN_ROWS of each
+        when bounds are given. A code no row has (-2) has no rows."""
+        if lang == -2 or section == -2:
+            return np.zeros(0, np.int64)
+        rows, newest_ts = self._order(snap, lang, section)
+        if since == -np.inf and until == np.inf and undated:
+            return rows
+        dated = len(newest_ts)  # -ts of the dated rows, ascending
+        first = int(np.searchsorted(newest_ts, -until, "left"))
+        last = int(np.searchsorted(newest_ts, -since, "right"))
+        parts = [rows[first : min(last, first + FILL_SCAN_ROWS)]]
+        if undated:
+            parts.append(rows[dated : dated + FILL_SCAN_ROWS])
+        return np.concatenate(parts)
+
+    def _order(self, snap: Snapshot, lang: int | None, section: int | None) -> tuple[np.ndarray, np.ndarray]:
         with self._lock:
             if self._n != snap.n:
                 ts = snap.col["ts"][: snap.n]
-                self._orders = {None: np.lexsort((np.arange(snap.n), np.isnan(ts), -np.nan_to_num(ts, nan=0.0)))}
+                # dated before undated (whatever their sign), then newest first, then by row
+                everything = np.lexsort((np.arange(snap.n), -np.nan_to_num(ts, nan=0.0), np.isnan(ts)))
+                self._orders = {(None, None): self._with_times(snap, everything)}
                 self._n = snap.n
-            if lang not in self._orders:
-                everything = self._orders[None]
-                self._orders[lang] = everything[snap.col["lang"][everything] == lang]
-            return self._orders[lang]
+            if (lang, None) not in self._orders:
+                rows = self._orders[(None, None)][0]
+                self._orders[(lang, None)] = self._with_times(snap, rows[snap.col["lang"][rows] == lang])
+            if (lang, section) not in self._orders:
+                rows = self._orders[(lang, None)][0]
+                self._orders[(lang, section)] = self._with_times(snap, rows[snap.col["section"][rows] == section])
+            return self._orders[(lang, section)]
+
+    @staticmethod
+    def _with_times(snap: Snapshot, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        ts = snap.col["ts"][rows]
+        return rows, -ts[: int(np.count_nonzero(~np.isnan(ts)))]
 
 
 def fill_rows(snap: Snapshot, order: np.ndarray, query: Query, filters: Filters, taken: np.ndarray,
               need: int, section: int | None, policy: str) -> list[int]:
-    """The newest rows that meet the filters and are not the article, excluded or already taken."""
+    """The newest rows that meet the filters and are not the article, excluded or already taken,
+    among the first FILL_SCAN_ROWS of `order`."""
     col, out = snap.col, []
     langs = lang_codes(query, policy)
+    order = order[:FILL_SCAN_ROWS]
     for start in range(0, len(order), 512):
         rows = order[start : start + 512]
         ok = col["alive"][rows] & (rows != query.row) & ~np.isin(rows, taken)
@@ -111,6 +147,19 @@ def fill_rows(snap: Snapshot, order: np.ndarray, query: Query, filters: Filters,
         if len(out) >= need:
             break
     return out
+
+
+def time_bounds(query: Query, filters: Filters) -> tuple[float, float, bool]:
+    """(since, until, undated too): the rows a fill step may read, a superset of what fill_rows keeps
+    (it applies the exact tests: the margin covers rounding in |ts - anchor|)."""
+    since, until = -np.inf, np.inf
+    if filters.max_age_days is not None:
+        window = filters.max_age_days * DAY
+        margin = 1.0 + 1e-9 * (abs(query.anchor_ts) + window)
+        since, until = query.anchor_ts - window - margin, query.anchor_ts + window + margin
+    if filters.published_before is not None:  # replay: undated items have no replay time
+        until = min(until, filters.published_before)
+    return since, until, filters.published_before is None
 
 
 def relevance_of(snap: Snapshot, rows: list[int], vectors: QueryVectors, knobs: Ranking) -> list[float]:
@@ -162,7 +211,7 @@ def fill(catalog: Catalog, snap: Snapshot, newest: NewestOrder, query: Query, fi
         if name is not None:
             relaxed.append(name)
         langs = lang_codes(query, step_filters.lang_policy)
-        order = newest.of(snap, langs[0] if langs else None)
+        order = newest.of(snap, langs[0] if langs else None, step_section, *time_bounds(query, step_filters))
         out += _fill_step(snap, order, query, step_filters, step_section, taken, shown, out, need, knobs)
     return out, relaxed
 

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 from html import escape
 from typing import TYPE_CHECKING
+from urllib.parse import quote
 
 from recsys.article import Article
 from recsys.errors import NotFound
+from recsys.widget import safe_url
 
 if TYPE_CHECKING:
     from recsys.engine import Engine
@@ -26,10 +28,16 @@ main{flex:3} aside{flex:1;font-size:.9rem} a{color:#0b5394;text-decoration:none}
 """
 
 
+def _segment(article_id: str) -> str:
+    """An id as one URL path segment, escaped for an attribute (ids stored before the id rule may hold / or ?)."""
+    return escape(quote(article_id, safe=""))
+
+
 def headline_link(article: Article) -> str:
     """One entry of the 'Latest' list: 'Headline – Outlet', linking to the article's demo page."""
     outlet = f' <span class="outlet">– {escape(article.source)}</span>' if article.source else ""
-    return f'<a href="/demo/{escape(article.id)}" data-url="{escape(article.url or "")}">{escape(article.title)}</a>{outlet}'
+    url = escape(safe_url(article.url) or "")
+    return f'<a href="/demo/{_segment(article.id)}" data-url="{url}">{escape(article.title)}</a>{outlet}'
 
 
 def _date(article: Article) -> str:
@@ -40,7 +48,10 @@ def _provenance(article: Article) -> str:
     if not article.original_url:
         return ""
     origin = escape(article.original_source or article.original_url)
-    return f'<p class="meta">Translated from <a href="{escape(article.original_url)}">{origin}</a> ({escape(article.original_lang or "?")})</p>'
+    # the page is on the API's origin: a javascript: link here would run there when clicked
+    href = safe_url(article.original_url)
+    source = f'<a href="{escape(href)}">{origin}</a>' if href else origin
+    return f'<p class="meta">Translated from {source} ({escape(article.original_lang or "?")})</p>'
 
 
 def placeholder(article: Article, limit: int, lang_policy: str) -> str:
@@ -62,7 +73,7 @@ def page(engine: Engine, article_id: str | None, lang_policy: str = "same") -> s
         return f"<!doctype html><html><head><style>{STYLE}</style></head><body><main><p>No articles yet: run <code>recsys ingest FILE</code>.</p></main></body></html>"
     latest = "\n".join(f"<li>{headline_link(a)}</li>" for a in engine.store.latest(12, article.lang))
     other = "any" if lang_policy == "same" else "same"
-    ident = escape(article.id)
+    ident = _segment(article.id)
     return f"""<!doctype html>
 <html lang="{escape(article.lang)}"><head><meta charset="utf-8"><title>{escape(article.title)}</title>
 <meta name="viewport" content="width=device-width, initial-scale=1">

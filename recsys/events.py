@@ -15,7 +15,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Literal
 
@@ -162,6 +162,22 @@ def tally(events: Sequence[Event], known: set[str], now: float) -> tuple[Counter
     if unknown:
         cells[(minute, "unknown", 0)] += unknown
     return cells, articles, unknown
+
+
+def _epoch(value: datetime | None) -> float | None:
+    """Epoch seconds; a naive time is UTC (as for articles: never the server's local time, whose
+    conversion overflows for year 1 and differs from one server to the next)."""
+    if value is None:
+        return None
+    return (value if value.tzinfo else value.replace(tzinfo=timezone.utc)).timestamp()
+
+
+def epoch_bound(value: datetime | None) -> float | None:
+    """A `since`/`until` bound in epoch seconds (None: open); InvalidInput for a time out of range."""
+    try:
+        return _epoch(value)
+    except (OverflowError, ValueError, OSError) as exc:
+        raise InvalidInput(f"time {value} is out of range: {exc}") from exc
 
 
 class EventStore:

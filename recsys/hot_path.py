@@ -17,20 +17,15 @@ import asyncio
 from collections.abc import Callable
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from recsys.answers import Answers, make_filters
 from recsys.errors import RecsysError
 from recsys.protection import Guard
 from recsys.recommend import Filters
+from recsys.request_guard import error_response
 
 PREFIX = "/v1/related/"
-
-
-def error_response(exc: RecsysError) -> JSONResponse:
-    """The JSON error every route answers for a RecsysError (status and headers from the error)."""
-    return JSONResponse({"detail": exc.message}, status_code=exc.http_status, headers=exc.headers())
 
 
 class HotPath:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import csv
 import gzip
 import io
-import json
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -20,7 +19,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from recsys.article import Article
+from recsys import safe_json
+from recsys.article import Article, id_problem
 from recsys.errors import InvalidInput, PayloadTooLarge
 
 CYRILLIC_UK = set("іїєґІЇЄҐ")
@@ -76,9 +76,13 @@ def parse_article(raw: Mapping[str, Any]) -> Article:
     elif isinstance(data["lang"], str):
         data["lang"] = data["lang"].strip().lower()
     try:
-        return Article.model_validate(data)
+        article = Article.model_validate(data)
     except ValidationError as exc:
         raise InvalidInput(_describe(exc)) from exc
+    problem = id_problem(article.id)
+    if problem:
+        raise InvalidInput(f"id: {problem}")
+    return article
 
 
 def batch_rows(body: Any, key: str, max_items: int) -> list[Any]:
@@ -112,9 +116,9 @@ def _rows(path: Path) -> Iterator[tuple[int, Any]]:
             for number, line in enumerate(handle, start=1):
                 if line.strip():
                     try:
-                        yield number, json.loads(line)
-                    except json.JSONDecodeError as exc:
-                        yield number, InvalidInput(f"not valid JSON: {exc.msg}")
+                        yield number, safe_json.loads(line)
+                    except InvalidInput as exc:  # also NaN, a huge integer, nesting too deep
+                        yield number, exc
         else:
             raise InvalidInput(f"{path}: unknown format; use .jsonl, .ndjson or .csv (optionally .gz)")
 

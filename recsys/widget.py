@@ -53,7 +53,10 @@ def safe_url(url: str | None) -> str | None:
     """The URL when it is absolute http(s), else None (no javascript: or data: links)."""
     if not url:
         return None
-    parts = urlsplit(url.strip())
+    try:
+        parts = urlsplit(url.strip())
+    except ValueError:  # such as "http://[x" (a bad IPv6 host): not a link
+        return None
     return url.strip() if parts.scheme in ("http", "https") and parts.netloc else None
 
 
