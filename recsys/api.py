@@ -109,7 +109,7 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
     engine = engine or open_engine(settings)
     app = FastAPIOffline(title="recsys", version="0.1.0", description="Related headlines for news sites",
                          default_response_class=SafeJSONResponse)
-    cache = ResponseCache(settings.cache_max_entries, settings.cache_ttl)
+    cache = ResponseCache(settings.cache_max_entries, settings.cache_ttl, max_bytes=settings.cache_max_bytes)
     guard = Guard(ApiKeys(split_csv(settings.api_keys)),
                   TokenBucket(settings.rate_limit_per_s, settings.rate_limit_burst, settings.rate_limit_clients),
                   settings.trusted_proxy_hops, split_csv(settings.cors_origins))

@@ -111,6 +111,8 @@ class Settings(BaseSettings):
         default=100, ge=0, description="on a write, cached answers of this many nearest articles go stale too"
     )
     cache_max_entries: int = Field(default=200_000, ge=0, description="answers kept in the in-process cache (0 = off)")
+    cache_max_bytes: int = Field(default=512 * 2**20, ge=0, description="memory the in-process answer cache may hold "
+                                 "(bodies plus bookkeeping); the least recently used answers go first")
     cache_ttl: int = Field(default=0, ge=0, description="seconds an in-process answer may be served (0 = until a "
                            "write or build invalidates it)")
     materialize: bool = Field(default=True, description="compute the default block of every stored article in the "

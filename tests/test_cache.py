@@ -66,3 +66,20 @@ def test_if_none_match_comparison() -> None:
     assert etag_matches('"abc"', '"abc"') and etag_matches('W/"abc"', '"abc"')
     assert etag_matches('"x", "abc"', '"abc"') and etag_matches("*", '"abc"')
     assert not etag_matches('"abcd"', '"abc"') and not etag_matches(None, '"abc"') and not etag_matches("", '"abc"')
+
+
+def test_the_byte_bound_evicts_least_recently_used_and_keeps_the_sum_exact() -> None:
+    body = b"x" * 1000
+    one = 1000 + 256 + 64 * 2  # entry_cost of a 1,000-byte body naming two articles
+    cache = ResponseCache(max_entries=100, ttl=60, max_bytes=3 * one)
+    for i in range(3):
+        cache.put(f"k{i}", Entry(body, "application/json", f'"{i}"', "b", frozenset({f"a{i}", "z"})), cache.token())
+    assert len(cache) == 3 and cache.bytes == 3 * one
+    cache.get("k0", "b")  # k0 is used again, so k1 is now the least recently used
+    cache.put("k3", Entry(body, "application/json", '"3"', "b", frozenset({"a3", "z"})), cache.token())
+    assert [cache.get(f"k{i}", "b") is not None for i in range(4)] == [True, False, True, True]
+    assert cache.bytes == 3 * one
+    cache.invalidate(["z"])
+    assert len(cache) == 0 and cache.bytes == 0
+    big = Entry(b"y" * 10_000, "application/json", '"b"', "b", frozenset())
+    assert cache.put("big", big, cache.token()).body == big.body and len(cache) == 0  # over the bound alone: not kept
