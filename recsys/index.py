@@ -31,7 +31,8 @@ import faiss
 import numpy as np
 from scipy import sparse
 
-from recsys.catalog import Catalog
+from recsys.catalog import Catalog, Snapshot
+from recsys.errors import StorageUnavailable
 from recsys.lexical import LexicalStats
 from recsys.neighbours import NeighbourLists
 
@@ -189,6 +190,23 @@ def save_build(index_dir: Path, live: LiveIndex, keep: int) -> Path:
     remove_stale_tmp(builds)
     manifest, snap = live.manifest, live.catalog.snapshot()
     tmp = builds / f".tmp-{manifest.build_id}"
+    try:
+        _write_files(tmp, live, manifest, snap)
+    except (OSError, RuntimeError) as exc:  # faiss reports a full disk as RuntimeError
+        shutil.rmtree(tmp, ignore_errors=True)  # `current` still names the previous build, which stays served
+        raise StorageUnavailable(f"cannot write an index build in {builds}: {exc}; the previous build is kept "
+                                 "(free disk space or fix the folder's permissions, then `recsys build`)") from exc
+    final = builds / manifest.build_id
+    os.replace(tmp, final)
+    pointer = Path(index_dir) / f".current-{uuid.uuid4().hex}"
+    pointer.write_text(manifest.build_id + "\n")
+    os.replace(pointer, Path(index_dir) / "current")
+    _prune(builds, keep, manifest.build_id)
+    return final
+
+
+def _write_files(tmp: Path, live: LiveIndex, manifest: Manifest, snap: Snapshot) -> None:
+    """Every file of a build, into the folder that is renamed into place once they are all written."""
     tmp.mkdir()
     faiss.write_index(live.index, str(tmp / "index.faiss"))
     langs = {}
@@ -201,13 +219,6 @@ def save_build(index_dir: Path, live: LiveIndex, keep: int) -> Path:
     live.lexical.save(tmp / LEXICAL_FILE)
     live.neighbours.save(tmp)
     (tmp / "manifest.json").write_text(json.dumps(asdict(manifest), indent=2))
-    final = builds / manifest.build_id
-    os.replace(tmp, final)
-    pointer = Path(index_dir) / f".current-{uuid.uuid4().hex}"
-    pointer.write_text(manifest.build_id + "\n")
-    os.replace(pointer, Path(index_dir) / "current")
-    _prune(builds, keep, manifest.build_id)
-    return final
 
 
 @dataclass(frozen=True)

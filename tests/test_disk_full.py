@@ -15,6 +15,7 @@ from pydantic import SecretStr
 from recsys.api import create_app
 from recsys.cli import main
 from recsys.errors import StorageUnavailable
+from recsys.recommend import Filters
 from recsys.store import Store
 
 KEY = "k"
@@ -90,3 +91,22 @@ def test_unwritable_is_storage_unavailable_and_other_sqlite_errors_are_not(tmp_p
     with pytest.raises(sqlite3.OperationalError):
         with writing(store.path):
             raise sqlite3.OperationalError("no such table: nope")
+
+
+def test_a_build_on_a_full_disk_keeps_the_previous_one(engine, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: ANN001
+    from recsys import index as idx
+
+    before = (engine.settings.index_dir / "current").read_text()
+    served = engine.live.manifest.build_id
+    real_save = idx.sparse.save_npz
+
+    def full(*args: object, **kwargs: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(idx.sparse, "save_npz", full)
+    with pytest.raises(StorageUnavailable, match="previous build is kept"):
+        engine.build()
+    monkeypatch.setattr(idx.sparse, "save_npz", real_save)
+    assert (engine.settings.index_dir / "current").read_text() == before and engine.live.manifest.build_id == served
+    assert not list((engine.settings.index_dir / "builds").glob(".tmp-*"))
+    assert engine.related_to_article("b1", Filters(limit=3)).items
