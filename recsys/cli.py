@@ -91,6 +91,9 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     if errors:
         raise RecsysError(f"bundled sample corpus has bad rows: {errors[:3]}")
     settings = demo_settings(settings)
+    from recsys.allocator import limit_malloc_arenas
+
+    limit_malloc_arenas(settings.malloc_arenas)
     if DEMO_DIR in (settings.index_dir, settings.db_path.parent):
         DEMO_DIR.mkdir(parents=True, exist_ok=True)
     log.info("demo database %s, index folder %s", settings.db_path, settings.index_dir)

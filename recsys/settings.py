@@ -118,6 +118,8 @@ class Settings(BaseSettings):
     materialize: bool = Field(default=True, description="compute the default block of every stored article in the "
                               "background at start-up and after writes, newest first (up to cache_max_entries)")
     widget_max_age: int = Field(default=3600, ge=0, description="Cache-Control max-age of /widget.js")
+    malloc_arenas: int = Field(default=2, ge=0, description="glibc malloc arenas of a serving process (0 = the C "
+                               "library's default of up to 8 per core, whose resident memory creeps under load)")
     demo: bool = Field(default=False, description="serve the demo page at / and /demo (`recsys demo` turns it on)")
 
 

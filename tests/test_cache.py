@@ -83,3 +83,4 @@ def test_the_byte_bound_evicts_least_recently_used_and_keeps_the_sum_exact() -> 
     assert len(cache) == 0 and cache.bytes == 0
     big = Entry(b"y" * 10_000, "application/json", '"b"', "b", frozenset())
     assert cache.put("big", big, cache.token()).body == big.body and len(cache) == 0  # over the bound alone: not kept
+
