@@ -1,7 +1,9 @@
 """The running system: store + embedder + live index and catalog, shared by the API and the CLI.
 
-Writes go to the store first; `sync` then appends the new vectors to the catalog and the FAISS
-indexes. Reads run on the in-memory catalog and touch the store once, for the final items.
+Writes go to the store first (`recsys.write_path`: each article's text, metadata and vector change
+together, and a delete wins over the upserts that began before it); `sync` then appends the new
+vectors to the catalog and the FAISS indexes and drops the articles deleted by any process. Reads run
+on the in-memory catalog and touch the store once, for the final items.
 """
 
 from __future__ import annotations
@@ -24,24 +26,19 @@ from recsys import index as idx
 from recsys import index_recovery as recovery
 from recsys import lexical
 from recsys import neighbours as nbr
+from recsys import write_path
 from recsys.article import Article, Headline
 from recsys.catalog import Catalog, Meta, key_of, metas_from_rows
-from recsys.embed import Embedder, content_hash, encode_headlines, load_embedder
+from recsys.embed import Embedder, content_hash, load_embedder
 from recsys.errors import InvalidInput, NotFound
 from recsys.recommend import Filters, Query
 from recsys.scores import blend
 from recsys.settings import Settings
 from recsys.store import Store
 from recsys.thresholds import ranking_from
+from recsys.write_path import UpsertResult
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class UpsertResult:
-    inserted: int
-    updated: int
-    embedded: int
 
 
 @dataclass(frozen=True)
@@ -82,41 +79,39 @@ class Engine:
         self.sync()
         return result
 
-    def _store(self, articles: Sequence[Article], progress: bool) -> UpsertResult:
-        known = self.store.fingerprints(a.id for a in articles)
-        texts = {a.id: self.embedder.text_of(a) for a in articles}
-        hashes = {i: content_hash(t) for i, t in texts.items()}
-        stale = [a for a in articles if known.get(a.id) != (hashes[a.id], self.embedder.name)]
-        vectors = self.embedder.encode([texts[a.id] for a in stale], progress=progress)
-        # the headline alone, for the story rule: outlets' headlines of one event agree more than their leads
-        headlines = encode_headlines(self.embedder, stale, progress=progress)
-        fresh = {a.id: (v, h) for a, v, h in zip(stale, vectors, headlines)}
-        self.store.upsert([(a, hashes[a.id], *fresh.get(a.id, (None, None))) for a in articles], self.embedder.name)
-        inserted = len({a.id for a in articles} - known.keys())
-        return UpsertResult(inserted=inserted, updated=len({a.id for a in articles}) - inserted, embedded=len(fresh))
+    def _store(self, articles: Sequence[Article], progress: bool, since: int | None = None) -> UpsertResult:
+        return write_path.store_articles(self.store, self.embedder, articles, progress, since)
 
     def delete(self, article_id: str) -> None:
-        if not self.store.delete(article_id):
+        """Delete an article; upserts that began before this and end after it do not store it again."""
+        gone = self.store.delete(article_id)
+        self.live.catalog.kill(article_id)  # also when another process deleted it first
+        if not gone:
             raise NotFound(f"no article with id {article_id!r}")
-        self.live.catalog.kill(article_id)
 
     def in_sync(self) -> bool:
-        """Whether the live index holds every vector in the store (sync would have nothing to add)."""
-        return self.store.max_vid() <= self.live.max_vid
+        """Whether the live index holds every vector in the store and knows of every delete (sync would
+        have nothing to do)."""
+        max_vid, deleted = self.store.marks()
+        return max_vid <= self.live.max_vid and deleted <= self.live.deleted_seq
 
     def sync(self) -> int:
-        """Append vectors written since the live index was loaded (by this or another process)."""
+        """Append vectors written since the live index was loaded and drop articles deleted since (by
+        this or another process); the number of vectors added."""
         if self.in_sync():
             return 0
         added = 0
         with self._sync_lock:
             live = self.live
+            mark, deleted = self.store.deleted_after(live.deleted_seq)  # before the vectors: none is missed
             for rows, matrix, headlines in self.store.vector_rows(self.embedder.name, after_vid=live.max_vid):
                 metas, texts = self._metas(rows)
                 appended = live.catalog.append(metas, matrix, lexical.vectors(texts, live.lexical.idf), headlines)
                 live.add(appended, matrix, int(rows[-1]["vid"]))
                 nbr.mark_entered(live.neighbours, live.catalog.snapshot(), appended)
                 added += len(rows)
+            write_path.drop_deleted(live.catalog, self.store, deleted)
+            live.deleted_seq = max(live.deleted_seq, mark)
         return added
 
     def _metas(self, rows: Sequence) -> tuple[list[Meta], list[str]]:  # noqa: ANN401 - sqlite rows
@@ -126,9 +121,10 @@ class Engine:
         """Embed what lacks a vector for this model, write a fresh compact build, switch to it.
         Read-only, it builds in memory from the stored vectors and writes nothing."""
         with self._build_lock:
+            mark = self.store.deletion_mark()  # before any read: later deletes win and reach the next sync
             missing = [] if self.read_only else self.store.get_many(self.store.ids_needing_vectors(self.embedder.name))
             for start in range(0, len(missing), 2048):
-                self._store(missing[start : start + 2048], progress)
+                self._store(missing[start : start + 2048], progress, since=mark)
             metas, texts, chunks, headline_chunks = [], [], [], []
             for rows, matrix, headlines in self.store.vector_rows(self.embedder.name):
                 m, t = self._metas(rows)
@@ -148,7 +144,7 @@ class Engine:
             max_vid = metas[-1].vid if metas else 0
             manifest = idx.make_manifest(index, self.embedder.name, self.embedder.dimension, max_vid)
             live = idx.LiveIndex(index, manifest, catalog, by_lang, self.params, stats)
-            live.neighbours = self._neighbour_lists(live)
+            live.neighbours, live.deleted_seq = self._neighbour_lists(live), mark
             if not self.read_only:
                 idx.save_build(self.settings.index_dir, live, self.settings.keep_builds)
             self.live, self.index_warnings = live, []
@@ -157,6 +153,7 @@ class Engine:
 
     def _from_saved(self, saved: idx.SavedBuild) -> idx.LiveIndex:
         """Join a build read from disk with the store's current rows (stale vectors become dead rows)."""
+        mark = self.store.deletion_mark()  # deletes after it are dropped by the first sync
         current = self.store.rows_by_vid(saved.vids.tolist(), self.embedder.name)
         metas, _ = self._metas(list(current.values()))
         by_vid = {m.vid: m for m in metas}
@@ -168,7 +165,7 @@ class Engine:
         catalog.append(ordered, vectors, saved.lexical_rows, saved.headlines)
         by_lang = {catalog.code_of("lang", name): sub for name, sub in saved.by_lang.items()}
         live = idx.LiveIndex(saved.index, saved.manifest, catalog, by_lang, self.params, saved.stats)
-        k = self.settings.min_candidates
+        live.deleted_seq, k = mark, self.settings.min_candidates
         live.neighbours = nbr.NeighbourLists.load(saved.folder, k, self.list_key) or self._neighbour_lists(live)
         return live
 

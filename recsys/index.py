@@ -112,6 +112,7 @@ class LiveIndex:
         self.params, self.lexical = params, lexical
         self.neighbours = NeighbourLists(0, "")
         self.max_vid = manifest.max_vid
+        self.deleted_seq = 0  # the store's tombstones up to this one are applied to the catalog (set by the engine)
         self._lock = threading.RLock()  # FAISS indexes must not be searched while they grow
 
     @property

@@ -4,6 +4,10 @@ embedded text's, and its headline's alone).
 Every vector gets a fresh `vid` (AUTOINCREMENT, never reused). FAISS indexes vids, not article
 ids, so a changed or deleted article's old vector simply stops resolving here: that is how
 deletions and edits take effect at once even in an HNSW index, which cannot delete.
+
+A delete leaves a tombstone (`deletions`: id, a never reused sequence number, when) until the id is
+stored again: upserts that began before it skip the id, and every engine's sync drops the id's
+catalog row (see `recsys.write_path`).
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from recsys import write_path
 from recsys.article import FIELDS, Article, Headline
 from recsys.errors import ConfigError, StorageUnavailable
 
@@ -51,6 +56,11 @@ CREATE TABLE IF NOT EXISTS vectors (
     headline BLOB
 );
 CREATE INDEX IF NOT EXISTS vectors_article ON vectors(article_id);
+CREATE TABLE IF NOT EXISTS deletions (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    article_id TEXT NOT NULL UNIQUE,
+    deleted_at TEXT NOT NULL
+);
 """
 
 def _row_to_article(row: sqlite3.Row) -> Article:
@@ -63,10 +73,6 @@ RANKING_COLUMNS = "a.id, a.lang, a.published_ts, a.section, a.url, a.original_ur
 
 
 HEADLINE_COLUMNS = "id, url, title, source, lang, published_at, section, image_url, original_source"
-
-
-def _as_blob(vector: np.ndarray) -> bytes:
-    return np.ascontiguousarray(vector, dtype=np.float32).tobytes()
 
 
 # SQLite's words for "this write cannot happen here": a full disk, a read-only file or folder, an I/O error
@@ -110,6 +116,8 @@ class Store:
             self._db.row_factory = sqlite3.Row
             if not read_only:
                 self._prepare()
+            # a database from before tombstones, opened read-only, has none to read
+            self._tombstones = bool(self._query("SELECT 1 FROM sqlite_master WHERE name = 'deletions'"))
 
     def _prepare(self) -> None:
         """WAL mode, the schema, and the columns later versions added."""
@@ -154,35 +162,15 @@ class Store:
                 out[row[0]] = (row[1], row[2])
         return out
 
-    def upsert(self, rows: Sequence[tuple[Article, str, np.ndarray | None, np.ndarray | None]], model: str) -> None:
+    def upsert(self, rows: Sequence[write_path.Row], model: str, since: int | None = None) -> write_path.WriteOutcome:
         """Insert or replace articles in one transaction: (article, content hash, vector, headline vector);
-        a given vector replaces the current one (with its headline vector, which may be None)."""
+        a given vector replaces the current one (with its headline vector, which may be None). A row
+        without one keeps the stored vector only if that is still its text's, and an id deleted after
+        the mark `since` is left alone: `write_path.write_rows` says what happened to each."""
         now = datetime.now(timezone.utc).isoformat()
         with writing(self.path), self._lock, self._db:
             self._db.execute("BEGIN IMMEDIATE")
-            for article, content_hash, vector, headline in rows:
-                self._upsert_one(article, content_hash, vector, headline, model, now)
-
-    def _upsert_one(self, article: Article, content_hash: str, vector: np.ndarray | None,
-                    headline: np.ndarray | None, model: str, now: str) -> None:
-        values = article.model_dump(include=set(FIELDS))
-        values["published_at"] = article.published_at.isoformat() if article.published_at else None
-        values["tags"] = json.dumps(article.tags, ensure_ascii=False)
-        old = self._db.execute("SELECT vid FROM articles WHERE id = ?", (article.id,)).fetchone()
-        vid = old[0] if old else None
-        if vector is not None:
-            self._db.execute("DELETE FROM vectors WHERE article_id = ?", (article.id,))
-            vid = self._db.execute(
-                "INSERT INTO vectors (article_id, model, vector, headline) VALUES (?, ?, ?, ?)",
-                (article.id, model, _as_blob(vector), None if headline is None else _as_blob(headline)),
-            ).lastrowid
-        cols = ", ".join(FIELDS)
-        marks = ", ".join("?" * len(FIELDS))
-        self._db.execute(
-            f"INSERT OR REPLACE INTO articles ({cols}, published_ts, content_hash, vid, updated_at) "
-            f"VALUES ({marks}, ?, ?, ?, ?)",
-            [values[name] for name in FIELDS] + [article.published_ts, content_hash, vid, now],
-        )
+            return write_path.write_rows(self._db, rows, model, since, now)
 
     def delete(self, article_id: str) -> bool:
         """Remove an article and its vector; False when it did not exist."""
@@ -190,7 +178,36 @@ class Store:
             self._db.execute("BEGIN IMMEDIATE")
             gone = self._db.execute("DELETE FROM articles WHERE id = ?", (article_id,)).rowcount
             self._db.execute("DELETE FROM vectors WHERE article_id = ?", (article_id,))
+            if gone:  # REPLACE: a fresh, higher sequence number for an id deleted before
+                self._db.execute("INSERT OR REPLACE INTO deletions (article_id, deleted_at) VALUES (?, ?)",
+                                 (article_id, datetime.now(timezone.utc).isoformat()))
         return gone > 0
+
+    def deletion_mark(self) -> int:
+        """The highest tombstone sequence number: a delete after this call gets a higher one."""
+        return self.marks()[1]
+
+    def marks(self) -> tuple[int, int]:
+        """(highest vid, highest tombstone sequence number), read together: what `in_sync` compares."""
+        deleted = "(SELECT COALESCE(MAX(seq), 0) FROM deletions)" if self._tombstones else "0"
+        row = self._query(f"SELECT (SELECT COALESCE(MAX(vid), 0) FROM vectors), {deleted}")[0]
+        return int(row[0]), int(row[1])
+
+    def deleted_after(self, mark: int) -> tuple[int, list[str]]:
+        """(the new mark, the ids with a tombstone newer than `mark`)."""
+        if not self._tombstones:
+            return mark, []
+        rows = self._query("SELECT seq, article_id FROM deletions WHERE seq > ? ORDER BY seq", (mark,))
+        return (int(rows[-1][0]) if rows else mark), [r[1] for r in rows]
+
+    def current_vids(self, ids: Sequence[str]) -> dict[str, int | None]:
+        """The vid of each id's current vector (None: stored without one); absent ids are left out."""
+        out: dict[str, int | None] = {}
+        for start in range(0, len(ids), 500):
+            chunk = list(ids[start : start + 500])
+            marks = ",".join("?" * len(chunk))
+            out.update({r[0]: r[1] for r in self._query(f"SELECT id, vid FROM articles WHERE id IN ({marks})", chunk)})
+        return out
 
     def vector_of(self, article_id: str, model: str) -> np.ndarray | None:
         rows = self._query(

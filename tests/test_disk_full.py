@@ -12,6 +12,7 @@ import pytest
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
 
+from recsys import write_path
 from recsys.api import create_app
 from recsys.cli import main
 from recsys.errors import StorageUnavailable
@@ -65,17 +66,17 @@ def test_cli_ingest_on_a_full_disk_is_exit_2(tmp_path: Path, monkeypatch: pytest
     rows = tmp_path / "a.jsonl"
     rows.write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in many(3)) + "\n", encoding="utf-8")
     assert main(["ingest", str(rows), "--quiet"]) == 0
-    written = Store._upsert_one
+    written = write_path._write_article
 
-    def full(self: Store, *args: object) -> None:  # the second row hits a full disk, inside the transaction
-        if self._db.execute("SELECT COUNT(*) FROM articles").fetchone()[0] > 3:
+    def full(db: sqlite3.Connection, *args: object) -> None:  # the second row hits a full disk, inside the transaction
+        if db.execute("SELECT COUNT(*) FROM articles").fetchone()[0] > 3:
             raise sqlite3.OperationalError("database or disk is full")
-        written(self, *args)
+        written(db, *args)
 
     rows.write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in many(3, start=10)) + "\n", encoding="utf-8")
     capsys.readouterr()
     with monkeypatch.context() as m:
-        m.setattr(Store, "_upsert_one", full)
+        m.setattr(write_path, "_write_article", full)
         code = main(["ingest", str(rows), "--quiet"])
     assert code == 2 and "nothing of this request was stored" in capsys.readouterr().err
     assert Store(tmp_path / "cli.db").count() == 3

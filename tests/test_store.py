@@ -87,7 +87,10 @@ def test_delete_removes_article_and_vector(tmp_path: Path) -> None:
 def test_vectors_after_vid_and_needing_vectors(tmp_path: Path) -> None:
     store = Store(tmp_path / "db.sqlite")
     store.upsert([(art(f"a{i}"), "h", vec(i), vec(10 + i)) for i in range(5)], "m")
-    store.upsert([(art("plain"), "h", None, None)], "m")
+    store.upsert([(art("plain"), "h", None, None)], "m")  # nothing to keep: not stored (see below)
+    assert store.get("plain") is None
+    store.upsert([(art("plain"), "h", vec(9), None)], "m")
+    store._query("UPDATE articles SET vid = NULL WHERE id = 'plain'")  # stored without a vector (an older store)
     chunks = list(store.vector_rows("m", after_vid=2, batch=2))
     assert [[r["vid"] for r in rows] for rows, _, _ in chunks] == [[3, 4], [5]]
     assert [r["id"] for r in chunks[0][0]] == ["a2", "a3"]
@@ -123,3 +126,30 @@ def test_a_store_from_before_headline_vectors_opens_and_keeps_its_rows(tmp_path:
 def test_data_survives_reopen(tmp_path: Path) -> None:
     Store(tmp_path / "db.sqlite").upsert([(art(), "h", vec(1), None)], "m")
     assert Store(tmp_path / "db.sqlite").get("x1") is not None
+
+
+def test_a_row_without_a_vector_keeps_the_stored_one_only_if_it_is_its_texts(tmp_path: Path) -> None:
+    store = Store(tmp_path / "db.sqlite")
+    store.upsert([(art("a"), "h1", vec(1), vec(2)), (art("b"), "h1", vec(3), None)], "m")
+    vid = store.current_vids(["a"])["a"]
+    outcome = store.upsert([(art("a", section="x"), "h1", None, None), (art("a2"), "h1", None, None),
+                            (art("b"), "h1", None, None)], "m")
+    assert outcome.updated == ["a"] and store.get("a").section == "x" and store.current_vids(["a"]) == {"a": vid}
+    assert outcome.missed == ["a2", "b"]  # nothing stored to keep; no headline vector to keep
+    assert store.upsert([(art("a", title="Інший"), "h2", None, None)], "m").missed == ["a"]  # another text
+    assert store.get("a").section == "x" and store.vector_of("a", "m") is not None  # left as it was
+    assert store.upsert([(art("a"), "h1", None, None)], "other-model").missed == ["a"]
+
+
+def test_a_delete_wins_over_writes_that_began_before_it(tmp_path: Path) -> None:
+    store = Store(tmp_path / "db.sqlite")
+    store.upsert([(art("a"), "h", vec(1), vec(2)), (art("b"), "h", vec(3), vec(4))], "m")
+    before = store.deletion_mark()
+    assert store.delete("a") and store.delete("b") and not store.delete("never")
+    after, gone = store.deleted_after(before)
+    assert gone == ["a", "b"] and after > before and store.marks() == (store.max_vid(), after)
+    late = store.upsert([(art("a"), "h", vec(1), vec(2))], "m", since=before)  # began before the delete
+    assert late.dropped == ["a"] and store.get("a") is None
+    again = store.upsert([(art("b"), "h", vec(3), vec(4))], "m", since=after)  # began after it
+    assert again.inserted == ["b"] and store.get("b") is not None and store.deleted_after(before)[1] == ["a"]
+    assert store.delete("b") and store.deleted_after(after)[1] == ["b"]  # a fresh number for a second delete
