@@ -148,14 +148,15 @@ class Store:
         return _row_to_article(rows[0]) if rows else None
 
     def fingerprints(self, ids: Iterable[str]) -> dict[str, tuple[str | None, str | None]]:
-        """Map id -> (content_hash, model of its vector) for the ids that exist."""
+        """Map id -> (content_hash, model of its vector) for the ids that exist; the model is None for a vector
+        without its headline vector (a store from before them), so a write embeds it in its first round."""
         out: dict[str, tuple[str | None, str | None]] = {}
         ids = list(ids)
         for start in range(0, len(ids), 500):
             chunk = ids[start : start + 500]
             marks = ",".join("?" * len(chunk))
             for row in self._query(
-                f"SELECT a.id, a.content_hash, v.model FROM articles a "
+                f"SELECT a.id, a.content_hash, CASE WHEN v.headline IS NULL THEN NULL ELSE v.model END FROM articles a "
                 f"LEFT JOIN vectors v ON v.vid = a.vid WHERE a.id IN ({marks})",
                 chunk,
             ):

@@ -124,7 +124,7 @@ def store_articles(store: Store, embedder: Embedder, articles: Sequence[Article]
             getattr(done, name).extend(getattr(outcome, name))
         if not outcome.missed:
             return UpsertResult(len(done.inserted), len(done.updated), len(fresh), len(done.dropped))
-        log.info("%d article(s) changed or deleted by another writer meanwhile: embedding them again",
+        log.info("%d article(s) changed, deleted or lost their vector since they were read: embedding them again",
                  len(outcome.missed))
         missed = set(outcome.missed)
         pending = stale = [a for a in pending if a.id in missed]

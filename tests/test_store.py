@@ -49,13 +49,15 @@ def test_read_only_store_reads_and_refuses_writes_and_needs_a_database(tmp_path:
 def test_upsert_roundtrip_and_idempotence(tmp_path: Path) -> None:
     store = Store(tmp_path / "db.sqlite")
     a = art(tags=["a", "b"], published_at="2026-10-01T09:00:00+03:00", source="Вісник", original_url="https://o.example/1", original_lang="en")
-    store.upsert([(a, "h1", vec(1), None)], "m")
+    store.upsert([(a, "h1", vec(1), vec(2))], "m")
     store.upsert([(a, "h1", None, None)], "m")
     assert store.count() == 1
     got = store.get("x1")
     assert got == a and got.published_at.utcoffset().total_seconds() == 3 * 3600
     assert store.get_by_url("https://s.example/x1") == a
     assert store.fingerprints(["x1", "nope"]) == {"x1": ("h1", "m")}
+    store.upsert([(art("x2"), "h2", vec(3), None)], "m")  # a vector without its headline vector: not complete
+    assert store.fingerprints(["x2"]) == {"x2": ("h2", None)}
 
 
 def test_new_vector_gets_new_vid_and_old_vid_stops_resolving(tmp_path: Path) -> None:
