@@ -11,48 +11,40 @@ import gc
 import hashlib
 import logging
 import os
-from datetime import datetime
-from typing import Any, Literal
+from typing import Any
 
 from fastapi import Depends, FastAPI, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi_offline import FastAPIOffline
-from pydantic import BaseModel, Field
 
 from recsys import demo, request_guard, widget
 from recsys.allocator import limit_malloc_arenas
 from recsys.answers import JSON, Answers, RelatedResponse, make_filters, params_key, related_body
+from recsys.api_schema import (CACHED, HTML, TEXT, CtrReport, Deleted, DraftRequest, EventsStored, Health,
+                               LangPolicy, Upserted, UpsertRefused, article_body, event_body, related_ok, responses)
+from recsys.article import Article
 from recsys.cache import ResponseCache, etag_matches
 from recsys.engine import Engine, open_engine
 from recsys.errors import InvalidInput
 from recsys.events import EventStore, ctr_by_position, epoch_bound, parse_events
 from recsys.hot_path import HotPath
-from recsys.ingest import batch_rows, parse_article
+from recsys.ingest import batch_rows, detect_lang, parse_article
 from recsys.materialize import Materializer
 from recsys.monitoring import MetricsMiddleware, Monitoring
 from recsys.protection import ApiKeys, BodyLimit, Guard, TokenBucket, split_csv
 from recsys.request_guard import SafeJSONResponse, json_body
 from recsys.safe_json import plain
 from recsys.settings import Settings, load_settings, unknown_variables
+from recsys.wire_types import IsoTime
 
 log = logging.getLogger(__name__)
 
-LangPolicy = Literal["same", "prefer", "any"]
-
-
-class DraftRequest(BaseModel):
-    title: str = Field(default="", max_length=2000)
-    text: str = Field(default="", max_length=100_000)
-    lang: str | None = Field(default=None, pattern=r"^[a-z]{2}$")
-    limit: int | None = Field(default=None, ge=1)
-    lang_policy: LangPolicy = "same"
-    max_age_days: float | None = Field(default=None, gt=0)
-    section: str | None = None
-    exclude: list[str] = Field(default_factory=list)
-    fill: bool | None = None
-    url: str | None = Field(default=None, description="the draft's own URL, so its stored copies are never answered")
+# What each kind of route can answer besides its 200 (see api_schema.WHEN). A route with parameters
+# declares 422 even where they cannot fail (an id is any text): FastAPI would declare its own.
+BLOCK_ERRORS = (304, 404, 414, 422, 429)
+KEYED_ERRORS = (401, 403, 414, 429)
 
 
 def _batch(body: Any, max_batch: int) -> list[Any]:
@@ -109,7 +101,7 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
     """The API over one recsys instance; loads model and index now unless an engine is given."""
     engine = engine or open_engine(settings)
     app = FastAPIOffline(title="recsys", version="0.1.0", description="Related headlines for news sites",
-                         default_response_class=SafeJSONResponse)
+                         default_response_class=SafeJSONResponse, dependencies=[Depends(request_guard.one_value_each)])
     cache = ResponseCache(settings.cache_max_entries, settings.cache_ttl, max_bytes=settings.cache_max_bytes)
     guard = Guard(ApiKeys(split_csv(settings.api_keys)),
                   TokenBucket(settings.rate_limit_per_s, settings.rate_limit_burst, settings.rate_limit_clients),
@@ -152,9 +144,10 @@ def _related_routes(app: FastAPI, settings: Settings, answers: Answers, guard: G
     lang_q = Query(None, pattern=r"^[a-z]{2}$", description="page language (heading, dates)")
     fill_q = Query(None, description="fill a short block with the newest items (reason=fill); "
                    "default RECSYS_FILL")
-    answer = {"model": RelatedResponse, "description": "the block; 304 when If-None-Match matches its ETag"}
+    block = responses(*BLOCK_ERRORS, ok=related_ok(JSON))
+    fragment = {"response_class": Response, "responses": responses(*BLOCK_ERRORS, ok=related_ok(HTML))}
 
-    @app.get("/v1/related/{article_id}", responses={200: answer}, dependencies=read, tags=["related"])
+    @app.get("/v1/related/{article_id}", responses=block, dependencies=read, tags=["related"])
     async def related_by_id(request: Request, article_id: str, limit: int | None = limit_q,
                             lang_policy: LangPolicy = "same", max_age_days: float | None = Query(None, gt=0),
                             section: str | None = None, exclude: list[str] | None = exclude_q,
@@ -163,7 +156,7 @@ def _related_routes(app: FastAPI, settings: Settings, answers: Answers, guard: G
         key = answers.key_by_id(article_id, filters)
         return await answers.serve(request, key, lambda b: answers.json(article_id, filters, key, b))
 
-    @app.get("/v1/related", responses={200: answer}, dependencies=read, tags=["related"])
+    @app.get("/v1/related", responses=block, dependencies=read, tags=["related"])
     async def related_by_url(request: Request, url: str = url_q, limit: int | None = limit_q,
                              lang_policy: LangPolicy = "same", max_age_days: float | None = Query(None, gt=0),
                              section: str | None = None, exclude: list[str] | None = exclude_q,
@@ -172,7 +165,7 @@ def _related_routes(app: FastAPI, settings: Settings, answers: Answers, guard: G
         key = ("json", "url", url, params_key(filters))
         return await answers.serve(request, key, lambda b: answers.json(answers.article(url=url).id, filters, key, b))
 
-    @app.get("/v1/related/{article_id}/fragment", response_class=HTMLResponse, dependencies=read, tags=["related"])
+    @app.get("/v1/related/{article_id}/fragment", **fragment, dependencies=read, tags=["related"])
     async def related_fragment(request: Request, article_id: str, limit: int | None = limit_q,
                                lang_policy: LangPolicy = "same", max_age_days: float | None = Query(None, gt=0),
                                section: str | None = None, exclude: list[str] | None = exclude_q,
@@ -184,7 +177,7 @@ def _related_routes(app: FastAPI, settings: Settings, answers: Answers, guard: G
         return await answers.serve(request, key, lambda b: answers.fragment(
             answers.article(article_id), filters, key, b, lang, thumbnails))
 
-    @app.get("/v1/fragment", response_class=HTMLResponse, dependencies=read, tags=["related"])
+    @app.get("/v1/fragment", **fragment, dependencies=read, tags=["related"])
     async def related_fragment_by_url(request: Request, url: str = url_q, limit: int | None = limit_q,
                                       lang_policy: LangPolicy = "same", max_age_days: float | None = Query(None, gt=0),
                                       section: str | None = None, exclude: list[str] | None = exclude_q,
@@ -196,12 +189,13 @@ def _related_routes(app: FastAPI, settings: Settings, answers: Answers, guard: G
         return await answers.serve(request, key, lambda b: answers.fragment(
             answers.article(url=url), filters, key, b, lang, thumbnails))
 
-    @app.post("/v1/related", response_model=RelatedResponse, response_class=Response, dependencies=read,
-              tags=["related"])
+    @app.post("/v1/related", response_class=Response, dependencies=read, tags=["related"],
+              responses=responses(400, 413, 414, 422, 429, ok={"model": RelatedResponse, "description": "the block"}))
     def related_to_draft(draft: DraftRequest) -> Response:
         filters = make_filters(settings, draft.limit, draft.lang_policy, draft.max_age_days, draft.section,
                                draft.exclude, draft.fill)
-        lang = draft.lang or parse_article({"id": "draft", "title": draft.title or draft.text}).lang
+        sample = f"{draft.title} {draft.text}".strip()  # blank: the engine refuses the draft
+        lang = draft.lang or (detect_lang(sample) if sample else "en")
         related = engine.related_to_draft(draft.title, draft.text, lang, filters, url=draft.url)
         return Response(related_body(engine, None, related, filters), media_type=JSON)
 
@@ -209,17 +203,21 @@ def _related_routes(app: FastAPI, settings: Settings, answers: Answers, guard: G
 def _article_routes(app: FastAPI, settings: Settings, answers: Answers, guard: Guard) -> None:
     engine, cache, keyed = answers.engine, answers.cache, [Depends(guard.keyed)]
 
-    @app.get("/v1/articles/{article_id}", dependencies=[Depends(guard.read)], tags=["articles"])
-    def get_article(article_id: str) -> dict[str, Any]:
-        return answers.article(article_id).model_dump(mode="json")
+    @app.get("/v1/articles/{article_id}", response_model=Article, responses=responses(404, 414, 422, 429),
+             dependencies=[Depends(guard.read)], tags=["articles"])
+    def get_article(article_id: str) -> Article:
+        return answers.article(article_id)
 
-    @app.post("/v1/articles", dependencies=keyed, tags=["articles"])
+    @app.post("/v1/articles", dependencies=keyed, tags=["articles"], openapi_extra=article_body(settings),
+              responses=responses(*KEYED_ERRORS, 413, 422, 503, ok={"model": Upserted, "description": "stored"},
+                                  bodies={422: UpsertRefused}))
     async def upsert_articles(request: Request) -> JSONResponse:
         """Batch upsert; needs the X-API-Key header."""
         rows = _batch(await json_body(request), settings.max_batch)
         return await run_in_threadpool(_upsert, engine, cache, app.state.materializer, rows)
 
-    @app.delete("/v1/articles/{article_id}", dependencies=keyed, tags=["articles"])
+    @app.delete("/v1/articles/{article_id}", response_model=Deleted, dependencies=keyed, tags=["articles"],
+                responses=responses(*KEYED_ERRORS, 404, 422, 503))
     def delete_article(article_id: str) -> dict[str, str]:
         """Delete an article; needs the X-API-Key header. Cached answers that show it are dropped."""
         engine.delete(article_id)
@@ -230,7 +228,9 @@ def _article_routes(app: FastAPI, settings: Settings, answers: Answers, guard: G
 def _event_routes(app: FastAPI, settings: Settings, guard: Guard, monitoring: Monitoring) -> None:
     events_store: EventStore = app.state.events
 
-    @app.post("/v1/events", dependencies=[Depends(guard.page_origin), Depends(guard.read)], tags=["events"])
+    @app.post("/v1/events", response_model=EventsStored, openapi_extra=event_body(settings), tags=["events"],
+              dependencies=[Depends(guard.page_origin), Depends(guard.read)],
+              responses=responses(403, 413, 414, 422, 429, 503))
     async def post_events(request: Request) -> dict[str, int]:
         """Impressions and clicks from the widget (any content type: sendBeacon posts text/plain)."""
         events = parse_events(await json_body(request), settings.max_events, settings.max_limit)
@@ -240,8 +240,9 @@ def _event_routes(app: FastAPI, settings: Settings, guard: Guard, monitoring: Mo
             monitoring.events.labels(kind).inc(n)
         return {"stored": recorded.stored, "unknown": recorded.unknown}
 
-    @app.get("/v1/events/ctr", dependencies=[Depends(guard.keyed)], tags=["events"])
-    def click_through(since: datetime | None = None, until: datetime | None = None) -> dict[str, Any]:
+    @app.get("/v1/events/ctr", response_model=CtrReport, dependencies=[Depends(guard.keyed)], tags=["events"],
+             responses=responses(*KEYED_ERRORS, 422))
+    def click_through(since: IsoTime | None = None, until: IsoTime | None = None) -> dict[str, Any]:
         """Impressions, clicks and click-through rate by position; needs the X-API-Key header."""
         bounds = [epoch_bound(t) for t in (since, until)]
         stats = ctr_by_position(events_store.counts(*bounds))
@@ -257,18 +258,20 @@ def _page_routes(app: FastAPI, settings: Settings, engine: Engine, guard: Guard,
     script = widget.widget_js()
     script_etag = '"' + hashlib.sha256(script).hexdigest()[:32] + '"'
 
-    @app.get("/widget.js", include_in_schema=False)
+    @app.get("/widget.js", response_class=Response, tags=["ops"], responses=responses(304, 414, ok={
+        "description": "the widget script", "content": {"text/javascript": TEXT}, "headers": CACHED}))
     def widget_script(request: Request) -> Response:
         headers = {"ETag": script_etag, "Cache-Control": f"public, max-age={settings.widget_max_age}"}
         if etag_matches(request.headers.get("if-none-match"), script_etag):
             return Response(status_code=304, headers=headers)
         return Response(script, media_type="text/javascript; charset=utf-8", headers=headers)
 
-    @app.get("/metrics", include_in_schema=False)
+    @app.get("/metrics", response_class=Response, tags=["ops"], responses=responses(414, ok={
+        "description": "Prometheus metrics (text format)", "content": {"text/plain": TEXT}}))
     def metrics() -> Response:
         return Response(monitoring.render(), media_type=monitoring.content_type)
 
-    @app.get("/healthz", tags=["ops"])
+    @app.get("/healthz", response_model=Health, responses=responses(414), tags=["ops"])
     def healthz() -> dict[str, object]:
         materializer = app.state.materializer
         return {**engine.health(),  # status "degraded", with a reason, after a start that set a build aside

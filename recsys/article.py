@@ -61,7 +61,7 @@ class Article(BaseModel):
     @field_validator("id", mode="before")
     @classmethod
     def _id_as_text(cls, value: object) -> object:
-        return str(value) if isinstance(value, int) else value
+        return str(value) if isinstance(value, int) and not isinstance(value, bool) else value  # true is no id
 
     @field_validator("published_at", mode="before")
     @classmethod

@@ -202,7 +202,7 @@ class Engine:
         if not title.strip() and not text.strip():
             raise InvalidInput("a draft needs a title or a text")
         self.sync()
-        draft = Article(id="draft", title=title or text[:200], text=text, lang=lang, url=url)
+        draft = Article(id="draft", title=title.strip() or text.strip()[:200], text=text, lang=lang, url=url)
         embedded = self.embedder.text_of(draft)
         query = self._query_of(draft, now_ts, text_key=key_of(content_hash(embedded)))
         return self._related(self._vectors_of_text(embedded), query, filters)

@@ -17,13 +17,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from recsys.errors import InvalidInput
 from recsys.ingest import batch_rows
 from recsys.store import writing
+from recsys.wire_types import JSON_INTEGER, IsoTime, sent_length
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS event_minutes (
@@ -53,7 +54,7 @@ DROP TABLE events;
 """
 
 MAX_POSITION = 1000
-ID = Field(min_length=1, max_length=512)
+Id = Annotated[str, Field(min_length=1), sent_length(512)]  # not blank once stripped
 
 
 class Event(BaseModel):
@@ -62,20 +63,13 @@ class Event(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
     type: Literal["impression", "click"]
-    origin_id: str = ID
-    article_id: str | None = Field(default=None, min_length=1, max_length=512)
-    article_ids: list[str] | None = Field(default=None, min_length=1, max_length=MAX_POSITION)
-    position: int | None = Field(default=None, ge=1, le=MAX_POSITION)
-    ts: datetime | None = None
-    page_url: str | None = Field(default=None, max_length=2048)
-    index_build: str | None = Field(default=None, max_length=128)
-
-    @field_validator("article_ids")
-    @classmethod
-    def _ids_not_blank(cls, ids: list[str] | None) -> list[str] | None:
-        if ids is not None and any(not isinstance(i, str) or not i.strip() or len(i) > 512 for i in ids):
-            raise ValueError("article_ids must be non-empty strings of at most 512 characters")
-        return ids
+    origin_id: Id
+    article_id: Id | None = None
+    article_ids: list[Id] | None = Field(default=None, min_length=1, max_length=MAX_POSITION)
+    position: Annotated[int, Field(ge=1, le=MAX_POSITION), JSON_INTEGER] | None = None
+    ts: IsoTime | None = None
+    page_url: Annotated[str, sent_length(2048)] | None = None
+    index_build: Annotated[str, sent_length(128)] | None = None
 
     @model_validator(mode="after")
     def _one_shape(self) -> Event:

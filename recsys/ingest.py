@@ -41,7 +41,9 @@ def detect_lang(text: str) -> str:
         return "uk" if has_uk else "ru"
     import py3langid
 
-    return str(py3langid.classify(text)[0])
+    # The model knows 140 languages, some by a three-letter code only (pcm, yue), which an article's
+    # `lang` refuses: the likeliest two-letter one is taken (rank sorts them, best first).
+    return next(str(code) for code, _ in py3langid.rank(text) if len(code) == 2)
 
 
 def _describe(error: ValidationError) -> str:
