@@ -10,7 +10,6 @@ from __future__ import annotations
 import gc
 import hashlib
 import logging
-import os
 from typing import Any
 
 from fastapi import Depends, FastAPI, Query, Request
@@ -36,7 +35,7 @@ from recsys.monitoring import MetricsMiddleware, Monitoring
 from recsys.protection import ApiKeys, BodyLimit, Guard, TokenBucket, split_csv
 from recsys.request_guard import SafeJSONResponse, json_body
 from recsys.safe_json import plain
-from recsys.settings import Settings, load_settings, unknown_variables
+from recsys.settings import Settings, load_settings
 from recsys.wire_types import IsoTime
 
 log = logging.getLogger(__name__)
@@ -295,6 +294,4 @@ def _page_routes(app: FastAPI, settings: Settings, engine: Engine, guard: Guard,
 def app_from_env() -> FastAPI:
     """Zero-argument factory for `uvicorn --factory recsys.api:app_from_env` (one app per worker process)."""
     settings = load_settings()
-    for warning in unknown_variables(os.environ):
-        log.warning(warning)
     return serving_app(settings)

@@ -18,7 +18,7 @@ from recsys.bench_cli import add_bench
 from recsys.cli_models import add_model_commands
 from recsys.errors import RecsysError
 from recsys.ingest import sample_corpus
-from recsys.settings import Settings, load_settings, unknown_variables
+from recsys.settings import Settings, load_settings
 
 log = logging.getLogger("recsys")
 
@@ -223,8 +223,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
         settings = load_settings()
-        for warning in unknown_variables(os.environ):
-            log.warning(warning)
         return args.func(args, settings)
     except RecsysError as exc:
         print(f"error: {exc.message}", file=sys.stderr)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import difflib
+import logging
+import os
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -11,6 +13,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from recsys.errors import ConfigError
 
+log = logging.getLogger(__name__)
 PREFIX = "RECSYS_"
 NOT_SETTINGS = ("RECSYS_BENCH_",)  # the benchmark scripts' own variables
 
@@ -124,11 +127,15 @@ class Settings(BaseSettings):
 
 
 def load_settings(**overrides: object) -> Settings:
-    """Settings from RECSYS_* variables (and overrides); a bad value is a ConfigError naming the variable."""
+    """Settings from RECSYS_* variables (and overrides); a bad value is a ConfigError naming the variable,
+    and each RECSYS_* variable that is no setting is logged as a warning."""
     try:
-        return Settings(**overrides)
+        settings = Settings(**overrides)
     except ValidationError as exc:
         raise ConfigError("; ".join(_describe(error) for error in exc.errors())) from None
+    for warning in unknown_variables(os.environ):
+        log.warning(warning)
+    return settings
 
 
 def _describe(error: Mapping) -> str:
